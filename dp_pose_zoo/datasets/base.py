@@ -1,0 +1,60 @@
+"""What every data set hands to training and evaluation: annotated people.
+
+The privacy unit of the zoo is one annotated person instance, so a data set is
+a list of :class:`PersonRecord` plus a way to load the image each one is in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..skeleton import NUM_JOINTS
+
+# MPII's ``scale`` is the person's height in pixels divided by this.
+MPII_SCALE_UNIT = 200.0
+
+
+@dataclass
+class PersonRecord:
+    """One annotated person, in MPII's conventions.
+
+    ``image`` names the image file (relative to the data set's image folder);
+    ``image_id`` is the identity used to check that two data sets share no
+    image (for SynthPose it encodes domain, split and index).
+    """
+
+    image: str
+    image_id: str
+    center: np.ndarray  # (2,) x, y in image pixels
+    scale: float  # person height / 200 px, as MPII stores it
+    joints: np.ndarray  # (16, 2) x, y in image pixels
+    visible: np.ndarray  # (16,) 1.0 visible/annotated, 0.0 not
+    head_box: np.ndarray | None = None  # (4,) x1, y1, x2, y2, for PCKh
+    derived: np.ndarray = field(default_factory=lambda: np.zeros(NUM_JOINTS, dtype=bool))
+
+    def __post_init__(self):
+        self.center = np.asarray(self.center, dtype=np.float64).reshape(2)
+        self.joints = np.asarray(self.joints, dtype=np.float64).reshape(NUM_JOINTS, 2)
+        self.visible = np.asarray(self.visible, dtype=np.float64).reshape(NUM_JOINTS)
+        self.scale = float(self.scale)
+        if self.head_box is not None:
+            self.head_box = np.asarray(self.head_box, dtype=np.float64).reshape(4)
+        self.derived = np.asarray(self.derived, dtype=bool).reshape(NUM_JOINTS)
+
+
+@dataclass
+class PoseDataset:
+    """A list of people and a loader for the image (BGR uint8) of each one."""
+
+    name: str
+    records: list[PersonRecord]
+    load_image: Callable[[PersonRecord], np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def image_ids(self) -> set[str]:
+        return {r.image_id for r in self.records}

@@ -1,0 +1,47 @@
+"""Every error the toolkit raises on purpose.
+
+Each class also inherits the builtin that fits, so callers that catch
+``KeyError`` or ``FileNotFoundError`` keep working (as huggingface_hub does).
+The CLI turns any ``DPPoseZooError`` into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class DPPoseZooError(Exception):
+    """Root of every error raised on purpose by dp_pose_zoo."""
+
+
+class MissingExtraError(DPPoseZooError, ImportError):
+    """An optional dependency is missing; the message carries the pip hint."""
+
+    def __init__(self, package: str, extra: str):
+        super().__init__(
+            f"{package} is required for this; install it with: pip install \"dp-pose-zoo[{extra}]\""
+        )
+        self.package = package
+        self.extra = extra
+
+
+class DatasetError(DPPoseZooError, ValueError):
+    """A data set spec, annotation file or image is malformed or missing."""
+
+
+class DatasetNotFoundError(DatasetError, FileNotFoundError):
+    """A data set path does not exist."""
+
+
+class RecipeError(DPPoseZooError, ValueError):
+    """A training recipe or config is malformed."""
+
+
+class CheckpointError(DPPoseZooError, ValueError):
+    """A checkpoint directory is missing files or holds inconsistent ones."""
+
+
+class CardError(DPPoseZooError, ValueError):
+    """A model card is missing, malformed, or lacks a required privacy field."""
+
+
+class PrivacyError(DPPoseZooError, ValueError):
+    """A privacy parameter is invalid or a privacy rule would be broken."""
