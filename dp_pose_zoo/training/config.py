@@ -1,0 +1,126 @@
+"""Recipes: small dataclasses read from YAML, strict about unknown keys."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import RecipeError
+from .data import AugmentConfig
+from .model import STRATEGIES, ModelConfig
+
+METHODS = ("non-private", "dp-sgd", "pdp-sgd")
+
+
+@dataclass
+class Recipe:
+    """One checkpoint's training recipe (stored inside the checkpoint)."""
+
+    name: str
+    train_data: str = "synthpose:private-train"
+    val_data: str | None = "synthpose:private-val"
+    strategy: str = "full"
+    init: str | None = None  # a checkpoint directory to start from (e.g. public pretraining)
+    method: str = "non-private"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    seed: int = 0  # initialisation, augmentation and (non-private) data order
+    num_workers: int = 0
+    # DP-SGD / PDP-SGD. ``batch_size`` is the expected (logical) batch: Poisson
+    # sampling takes each person with probability batch_size / N every step.
+    epsilon: float | None = None  # target; the noise multiplier is calibrated to it
+    noise_multiplier: float | None = None  # or given directly instead of epsilon
+    delta: float = 1e-5
+    clipping_norm: float = 1.0
+    accountant: str = "prv"
+    physical_batch_size: int = 16  # per-sample gradients are computed this many at a time
+    checkpoint_every: int | None = None  # steps; default once per epoch
+    # PDP-SGD's public subset: disjoint from train_data (checked by image id).
+    public_data: str = "synthpose:private-holdout"
+    public_size: int = 100
+    projection_dim: int = 50
+    refresh_every: int | None = None  # steps between subspace refreshes; default once per epoch
+    # Sampling and noise come from a secret seed drawn at the start of a run. A fixed
+    # one makes runs repeatable (tests) but is not private if it is ever published.
+    noise_seed: int | None = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self):
+        if isinstance(self.model, dict):
+            self.model = _from_dict(ModelConfig, self.model, "model")
+        if isinstance(self.augment, dict):
+            self.augment = _from_dict(AugmentConfig, self.augment, "augment")
+        if self.strategy not in STRATEGIES:
+            raise RecipeError(f"strategy must be one of {STRATEGIES}; got {self.strategy!r}")
+        if self.method not in METHODS:
+            raise RecipeError(f"method must be one of {METHODS}; got {self.method!r}")
+        for key in ("epochs", "batch_size"):
+            if int(getattr(self, key)) < 1:
+                raise RecipeError(f"{key} must be at least 1; got {getattr(self, key)}")
+        if self.lr <= 0:
+            raise RecipeError(f"lr must be positive; got {self.lr}")
+        if self.private:
+            if (self.epsilon is None) == (self.noise_multiplier is None):
+                raise RecipeError(f"method {self.method} needs exactly one of epsilon (a target) or noise_multiplier")
+            for key in ("physical_batch_size", "public_size", "projection_dim"):
+                if int(getattr(self, key)) < 1:
+                    raise RecipeError(f"{key} must be at least 1; got {getattr(self, key)}")
+            for key in ("checkpoint_every", "refresh_every"):
+                if getattr(self, key) is not None and int(getattr(self, key)) < 1:
+                    raise RecipeError(f"{key} must be at least 1 step; got {getattr(self, key)}")
+
+    @property
+    def private(self) -> bool:
+        return self.method != "non-private"
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Recipe":
+        return _from_dict(cls, data, "recipe")
+
+
+def _from_dict(cls, data, where: str):
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where} must be a mapping; got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise RecipeError(f"unknown {where} key(s) {unknown}; known: {sorted(known)}")
+    try:
+        return cls(**data)
+    except TypeError as e:
+        raise RecipeError(f"bad {where}: {e}") from None
+
+
+CLEAR = object()  # an override that removes the recipe's key (back to its default)
+
+
+def load_recipe(path: str | Path, **overrides) -> Recipe:
+    """Read a YAML recipe; ``overrides`` that are not None replace its keys (``CLEAR`` drops one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise RecipeError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"recipe {path} must be a YAML mapping")
+    data.setdefault("name", path.stem)
+    for key, value in overrides.items():
+        if value is CLEAR:
+            data.pop(key, None)
+        elif value is not None:
+            data[key] = value
+    return Recipe.from_dict(data)

@@ -1,0 +1,142 @@
+"""TinyViT-SimCC: timm's TinyViT backbone and the paper's SimCC head.
+
+Order as in timm: head block, model, config, builder. BatchNorm never mixes
+samples here: every BatchNorm stays in eval mode (running statistics frozen;
+its affine weights may still train, which is per-sample), or, for training
+from scratch, BatchNorm is replaced by GroupNorm. The DP engine relies on this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import RecipeError
+from ..skeleton import NUM_JOINTS
+
+STRATEGIES = ("finetune", "full", "scratch")
+NORMS = ("frozen-bn", "group-norm")
+
+
+class SimCCHead(nn.Module):
+    """Conv to one map per joint, upsample, flatten, one linear classifier per axis."""
+
+    def __init__(self, in_channels: int, feature_size: tuple[int, int], num_joints: int,
+                 bins: tuple[int, int], upsample: int = 4):
+        super().__init__()
+        self.upsample = upsample
+        self.joint_conv = nn.Conv2d(in_channels, num_joints, kernel_size=1)
+        flat = feature_size[0] * feature_size[1] * upsample * upsample
+        self.cls_x = nn.Linear(flat, bins[0])
+        self.cls_y = nn.Linear(flat, bins[1])
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.joint_conv(features)
+        x = F.interpolate(x, scale_factor=self.upsample, mode="bilinear", align_corners=False)
+        x = x.flatten(2)
+        return self.cls_x(x), self.cls_y(x)
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild the architecture (stored in config.json)."""
+
+    backbone: str = "tiny_vit_5m_224"
+    input_size: tuple[int, int] = (256, 192)  # (height, width)
+    split_ratio: float = 2.0
+    num_joints: int = NUM_JOINTS
+    upsample: int = 4
+    norm: str = "frozen-bn"
+
+    def __post_init__(self):
+        self.input_size = tuple(int(v) for v in self.input_size)
+        if len(self.input_size) != 2 or any(v % 32 for v in self.input_size):
+            raise RecipeError(f"input_size must be (height, width), multiples of 32; got {self.input_size}")
+        if self.norm not in NORMS:
+            raise RecipeError(f"norm must be one of {NORMS}; got {self.norm!r}")
+
+    @property
+    def bins(self) -> tuple[int, int]:
+        h, w = self.input_size
+        return int(round(w * self.split_ratio)), int(round(h * self.split_ratio))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        return d
+
+
+def _replace_batchnorm(module: nn.Module) -> None:
+    """Swap every BatchNorm2d for a GroupNorm over the same channels (in place)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            channels = child.num_features
+            groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
+            setattr(module, name, nn.GroupNorm(groups, channels))
+        else:
+            _replace_batchnorm(child)
+
+
+class TinyViTSimCC(nn.Module):
+    """Top-down pose model: crops ``(N, 3, H, W)`` to SimCC logits per joint."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        # drop_path off: stochastic depth would make per-sample gradients random.
+        self.backbone = timm.create_model(config.backbone, pretrained=False, num_classes=0, drop_path_rate=0.0)
+        # timm keeps its classifier's LayerNorm even with num_classes=0; we never run it, and an
+        # unused trainable tensor would only collect DP noise.
+        self.backbone.head = nn.Identity()
+        if config.norm == "group-norm":
+            _replace_batchnorm(self.backbone)
+        h, w = config.input_size
+        stride = 32
+        self.head = SimCCHead(self.backbone.num_features, (h // stride, w // stride),
+                              config.num_joints, config.bins, config.upsample)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(x)
+
+    def forward_head(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_head(self.forward_features(x))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        # Batch statistics would mix samples: BatchNorm always uses its running ones.
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self
+
+    def set_strategy(self, strategy: str) -> list[str]:
+        """Set ``requires_grad`` for a training strategy; return the trainable names.
+
+        ``finetune`` (the paper's): stages 1-3 frozen; stage 4, the head and every
+        LayerNorm train. ``full`` and ``scratch``: everything trains.
+        """
+        if strategy not in STRATEGIES:
+            raise RecipeError(f"strategy must be one of {STRATEGIES}; got {strategy!r}")
+        layer_norm_params = {
+            id(p) for m in self.modules() if isinstance(m, (nn.LayerNorm, nn.GroupNorm)) for p in m.parameters()
+        } if strategy == "finetune" else set()
+        trainable = []
+        for name, p in self.named_parameters():
+            if strategy == "finetune":
+                p.requires_grad_(name.startswith(("backbone.stages.3.", "head.")) or id(p) in layer_norm_params)
+            else:
+                p.requires_grad_(True)
+            if p.requires_grad:
+                trainable.append(name)
+        return trainable
+
+
+def build_model(config: ModelConfig | None = None) -> TinyViTSimCC:
+    return TinyViTSimCC(config or ModelConfig())
