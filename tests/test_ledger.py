@@ -1,0 +1,176 @@
+"""The privacy ledger and its crash-proof journal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from dp_pose_zoo.errors import PrivacyError
+from dp_pose_zoo.training.accounting import epsilon_for, epsilon_for_history, make_accountant
+from dp_pose_zoo.training.ledger import LedgerJournal, PrivacyLedger
+
+
+def test_record_merges_and_counts():
+    led = PrivacyLedger(accountant="rdp", delta=1e-5)
+    assert led.steps == 0 and led.epsilon() == 0.0
+    for _ in range(3):
+        led.record(1.0, 0.01)
+    led.record(1.0, 0.01, steps=7)
+    led.record(2.0, 0.01)
+    led.record(1.0, 0.01)
+    assert led.history == [(1.0, 0.01, 10), (2.0, 0.01, 1), (1.0, 0.01, 1)]
+    assert led.steps == 12
+
+
+def test_single_phase_epsilon_equals_epsilon_for():
+    led = PrivacyLedger(accountant="rdp", delta=1e-5)
+    led.record(1.1, 0.02, steps=300)
+    assert led.epsilon() == epsilon_for(noise_multiplier=1.1, sample_rate=0.02, steps=300, delta=1e-5,
+                                        accountant="rdp")
+    assert led.epsilon(1e-3) < led.epsilon()
+
+
+@pytest.mark.parametrize("acc", ["rdp", "prv"])
+def test_two_phase_epsilon(acc):
+    led = PrivacyLedger(accountant=acc, delta=1e-5)
+    led.record(1.0, 0.02, steps=200)
+    led.record(2.0, 0.02, steps=200)
+    direct = make_accountant(acc)
+    direct.history = [(1.0, 0.02, 200), (2.0, 0.02, 200)]
+    both = led.epsilon()
+    assert both == pytest.approx(direct.get_epsilon(delta=1e-5), rel=1e-9)
+    first = epsilon_for(noise_multiplier=1.0, sample_rate=0.02, steps=200, delta=1e-5, accountant=acc)
+    all_low = epsilon_for(noise_multiplier=1.0, sample_rate=0.02, steps=400, delta=1e-5, accountant=acc)
+    assert first < both < all_low
+
+
+def test_state_dict_round_trip():
+    led = PrivacyLedger(accountant="prv", delta=1e-5)
+    led.record(0.9, 0.0128, steps=5)
+    led.record(1.3, 1 / 3)
+    state = json.loads(json.dumps(led.state_dict()))
+    assert state == {"version": 1, "accountant": "prv", "delta": 1e-5, "history": [[0.9, 0.0128, 5], [1.3, 1 / 3, 1]]}
+    back = PrivacyLedger.from_state_dict(state)
+    assert back == led
+
+
+GOOD = {"version": 1, "accountant": "rdp", "delta": 1e-5, "history": [[1.0, 0.01, 5]]}
+
+
+@pytest.mark.parametrize("patch,match", [
+    ({"version": 2}, "version 2"),
+    ({"accountant": "gdp"}, "'gdp' is unknown"),
+    ({"delta": 1.5}, "delta=1.5"),
+    ({"history": [[1.0, 0.01, -3]]}, "steps=-3"),
+    ({"history": [[1.0, 0.01, 0]]}, "steps=0"),
+    ({"history": [[1.0, 0.0, 5]]}, "sample_rate=0.0"),
+    ({"history": [[1.0, 1.2, 5]]}, "sample_rate=1.2"),
+    ({"history": [[0.0, 0.01, 5]]}, "noise_multiplier=0.0"),
+    ({"history": [[1.0, 0.01]]}, "malformed"),
+    ({"history": ["x"]}, "malformed"),
+    ({"history": {"a": 1}}, "must be a list"),
+])
+def test_from_state_dict_validation(patch, match):
+    with pytest.raises(PrivacyError, match=match):
+        PrivacyLedger.from_state_dict(GOOD | patch)
+    with pytest.raises(PrivacyError, match="lacks history"):
+        PrivacyLedger.from_state_dict({k: v for k, v in GOOD.items() if k != "history"})
+
+
+def test_journal_append_reopen(tmp_path):
+    path = tmp_path / "privacy.jsonl"
+    j = LedgerJournal(path, accountant="rdp", delta=1e-5)
+    assert j.last_step == -1 and j.ledger().steps == 0
+    for i in range(5):
+        j.append(1.0, 0.01, i)
+    again = LedgerJournal(path, accountant="rdp", delta=1e-5)
+    assert again.last_step == 4
+    assert again.ledger().history == [(1.0, 0.01, 5)]
+    with pytest.raises(PrivacyError, match="next step must be 5"):
+        again.append(1.0, 0.01, 4)
+    with pytest.raises(PrivacyError, match="next step must be 5"):
+        again.append(1.0, 0.01, 6)
+    with pytest.raises(PrivacyError, match="next step must be 5"):
+        again.append(1.0, 0.01, 0)
+    again.append(1.0, 0.01, 5)
+    assert LedgerJournal(path, accountant="rdp", delta=1e-5).ledger().steps == 6
+
+
+def test_journal_header_mismatch(tmp_path):
+    path = tmp_path / "privacy.jsonl"
+    LedgerJournal(path, accountant="rdp", delta=1e-5).append(1.0, 0.01, 0)
+    with pytest.raises(PrivacyError, match="delta=1e-06"):
+        LedgerJournal(path, accountant="rdp", delta=1e-6)
+    with pytest.raises(PrivacyError, match="accountant='prv'"):
+        LedgerJournal(path, accountant="prv", delta=1e-5)
+    path.write_text('{"kind": "something else"}\n')
+    with pytest.raises(PrivacyError, match="header"):
+        LedgerJournal(path, accountant="rdp", delta=1e-5)
+
+
+def test_torn_last_line_counts_as_a_step(tmp_path):
+    path = tmp_path / "privacy.jsonl"
+    j = LedgerJournal(path, accountant="rdp", delta=1e-5)
+    for i in range(3):
+        j.append(1.0, 0.01, i)
+    with open(path, "a") as f:
+        f.write('{"step": 3, "sample_rate": 0.0')  # torn in the middle of q
+    j2 = LedgerJournal(path, accountant="rdp", delta=1e-5)
+    assert j2.ledger().steps == 4 and j2.last_step == 3
+    assert j2.ledger().history == [(1.0, 0.01, 4)]  # worst seen q, not the cut-short 0.0
+    j2.append(1.0, 0.01, 4)  # the resumed run continues after the torn step
+    led = LedgerJournal(path, accountant="rdp", delta=1e-5).ledger()
+    assert led.steps == 5
+
+
+def test_torn_line_keeps_its_complete_fields(tmp_path):
+    path = tmp_path / "privacy.jsonl"
+    j = LedgerJournal(path, accountant="rdp", delta=1e-5)
+    j.append(1.0, 0.01, 0)
+    with open(path, "a") as f:
+        f.write('{"step": 1, "sample_rate": 0.05, "noise_multiplier": 0.')
+    assert LedgerJournal(path, accountant="rdp", delta=1e-5).ledger().history == [(1.0, 0.01, 1), (1.0, 0.05, 1)]
+
+
+def test_torn_first_step_without_parameters_is_refused(tmp_path):
+    path = tmp_path / "privacy.jsonl"
+    LedgerJournal(path, accountant="rdp", delta=1e-5)
+    with open(path, "a") as f:
+        f.write('{"step": 0, "sam')
+    with pytest.raises(PrivacyError, match="cannot be accounted"):
+        LedgerJournal(path, accountant="rdp", delta=1e-5)
+
+
+def test_journal_survives_sigkill(tmp_path):
+    path = tmp_path / "privacy.jsonl"
+    script = textwrap.dedent(f"""
+        from dp_pose_zoo.training.ledger import LedgerJournal
+        j = LedgerJournal({str(path)!r}, accountant="prv", delta=1e-5)
+        i = 0
+        while True:
+            j.append(1.0 + (i // 7) * 0.1, 0.01, i)
+            i += 1
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if path.exists() and path.read_bytes().count(b"\n") >= 31:
+                break
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    raw = path.read_bytes()
+    lines = [line for line in raw.split(b"\n") if line]
+    assert len(lines) - 1 >= 30
+    led = LedgerJournal(path, accountant="prv", delta=1e-5).ledger()
+    assert led.steps == len(lines) - 1
