@@ -1,0 +1,188 @@
+"""``dp-pose``: one command, a subcommand per job.
+
+Heavy imports (torch, timm) happen inside the subcommands that need them, so
+``dp-pose --help`` and the runtime commands stay torch-free and quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+
+from . import __version__
+from .commands import privacy
+from .errors import DPPoseZooError
+
+EPILOG_TRAIN = """examples:
+  dp-pose train --recipe training/recipes/demo.yaml --out runs/demo
+  dp-pose train --recipe R.yaml --method dp-sgd --epsilon 0.2 --delta 1e-5 --clip 0.01 --epochs 25
+  dp-pose train --recipe R.yaml --method pdp-sgd --epsilon 1 --clip 0.1 --projection-dim 50 --public-size 100
+  dp-pose train --recipe R.yaml --method dp-sgd --epsilon 8 --nproc 2     # 2 processes (DDP, gloo on CPU)
+  dp-pose train --resume runs/demo                                          # continue after a stop or a kill
+"""
+EPILOG_EVAL = """examples:
+  dp-pose eval runs/full --data synthpose:private-test
+  dp-pose eval runs/full --data mpii:/data/mpii --json
+"""
+EPILOG_SYNTH = """examples:
+  dp-pose synth --out data/synth-private --n 500 --domain private --seed 7
+  dp-pose eval runs/full --data mpii:data/synth-private/annotations/mpii_train.json
+"""
+
+
+_RECIPE_OVERRIDES = {  # CLI flag dest -> recipe key
+    "epochs": "epochs", "seed": "seed", "method": "method", "epsilon": "epsilon",
+    "noise_multiplier": "noise_multiplier", "delta": "delta", "clip": "clipping_norm",
+    "accountant": "accountant", "batch_size": "batch_size", "physical_batch_size": "physical_batch_size",
+    "projection_dim": "projection_dim", "public_size": "public_size", "public_data": "public_data",
+    "refresh_every": "refresh_every",
+}
+
+
+def _cmd_train(args) -> int:
+    if args.nproc > 1:
+        return _launch_distributed(args)
+    from .training.config import CLEAR, load_recipe
+    from .training.trainer import train
+
+    logging.getLogger("dp_pose_zoo").setLevel(logging.INFO)  # calibration and privacy spent are for the user
+    if args.resume:
+        out = train(None, args.resume, resume=True, progress_bar=not args.quiet)
+    else:
+        if not args.recipe:
+            raise _usage("train needs --recipe R.yaml (or --resume DIR)")
+        overrides = {key: getattr(args, dest) for dest, key in _RECIPE_OVERRIDES.items()}
+        # --epsilon replaces a recipe's fixed noise multiplier, and --noise-multiplier its target epsilon.
+        if args.epsilon is not None and args.noise_multiplier is None:
+            overrides["noise_multiplier"] = CLEAR
+        if args.noise_multiplier is not None and args.epsilon is None:
+            overrides["epsilon"] = CLEAR
+        recipe = load_recipe(args.recipe, **overrides)
+        out = train(recipe, args.out or f"runs/{recipe.name}", progress_bar=not args.quiet)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"checkpoint: {out}")
+    return 0
+
+
+def _launch_distributed(args) -> int:
+    """Re-run this train command under torchrun with ``--nproc`` processes."""
+    argv = [a for a in sys.argv[1:] if a != "train"]
+    cleaned, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            cleaned.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+           "-m", "dp_pose_zoo.training", *cleaned]
+    return subprocess.call(cmd)
+
+
+def _cmd_eval(args) -> int:
+    from .datasets import load_dataset
+    from .metrics import format_pckh_table
+    from .training.checkpoint import load_model
+    from .training.evaluate import evaluate
+
+    model, _ = load_model(args.checkpoint)
+    dataset = load_dataset(args.data)
+    table = evaluate(model, dataset, batch_size=args.batch_size, progress=not args.json)
+    if args.json:
+        print(json.dumps({"checkpoint": str(args.checkpoint), "data": args.data, "people": len(dataset),
+                          "pckh": {k: (None if math.isnan(v) else round(v, 4)) for k, v in table.items()}}))
+    else:
+        print(format_pckh_table(table, title=f"PCKh on {args.data} ({len(dataset)} people)"))
+    return 0
+
+
+def _cmd_synth(args) -> int:
+    from .datasets.synthpose import write_split
+
+    out = write_split(args.out, domain=args.domain, n=args.n, seed=args.seed, split=args.split, progress=True)
+    print(f"wrote {args.n} {args.domain} people to {out}")
+    return 0
+
+
+class _UsageError(DPPoseZooError, ValueError):
+    pass
+
+
+def _usage(message: str) -> _UsageError:
+    return _UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dp-pose", description="Differentially private 2D human-pose models.")
+    parser.add_argument("--version", action="version", version=f"dp-pose-zoo {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser("train", help="train a checkpoint from a recipe", epilog=EPILOG_TRAIN, formatter_class=fmt)
+    p.add_argument("--recipe", help="a YAML recipe from training/recipes/")
+    p.add_argument("--out", help="checkpoint directory to write (default: runs/<recipe name>)")
+    p.add_argument("--resume", metavar="DIR", help="continue the checkpoint in DIR where it stopped")
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    p.add_argument("--seed", type=int, help="override the recipe's seed")
+    p.add_argument("--batch-size", type=int, help="(expected) logical batch size")
+    dp = p.add_argument_group("differential privacy (override the recipe)")
+    dp.add_argument("--method", choices=("non-private", "dp-sgd", "pdp-sgd"))
+    dp.add_argument("--epsilon", type=float, help="target epsilon; the noise multiplier is calibrated to it")
+    dp.add_argument("--noise-multiplier", type=float, help="a fixed noise multiplier instead of --epsilon")
+    dp.add_argument("--delta", type=float, help="target delta (default 1e-5; must be below 1/N)")
+    dp.add_argument("--clip", type=float, help="per-sample clipping norm C")
+    dp.add_argument("--accountant", choices=("prv", "rdp"), help="privacy accountant (default prv)")
+    dp.add_argument("--physical-batch-size", type=int, help="per-sample gradients computed this many at a time")
+    dp.add_argument("--projection-dim", type=int, help="PDP-SGD: dimension k of the public gradient subspace")
+    dp.add_argument("--public-size", type=int, help="PDP-SGD: number of public people m")
+    dp.add_argument("--public-data", help="PDP-SGD: public data spec (disjoint from the training data)")
+    dp.add_argument("--refresh-every", type=int, help="PDP-SGD: steps between subspace refreshes")
+    p.add_argument("--nproc", type=int, default=1, help="processes for data-parallel DP training (default 1)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="print a checkpoint's PCKh on a data set", epilog=EPILOG_EVAL, formatter_class=fmt)
+    p.add_argument("checkpoint", help="a checkpoint directory")
+    p.add_argument("--data", default="synthpose:private-test",
+                   help="synthpose:<domain>-<split>[:N], mpii:PATH or coco:PATH (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("synth", help="write a SynthPose split in MPII's JSON layout", epilog=EPILOG_SYNTH,
+                       formatter_class=fmt)
+    p.add_argument("--out", required=True, help="directory to create (must not exist or be empty)")
+    p.add_argument("--n", type=int, required=True, help="number of people")
+    p.add_argument("--domain", choices=("public", "private"), default="private")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="train", help="name in annotations/mpii_<split>.json (default: %(default)s)")
+    p.set_defaults(func=_cmd_synth)
+
+    privacy.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except DPPoseZooError as e:
+        print(f"dp-pose {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dp-pose {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""The training loop: non-private, DP-SGD or PDP-SGD, step by step, resumable.
+
+Kept small on purpose (nanoGPT): one function owns the loop. The run is a
+sequence of global steps; which people a step uses is a pure function of
+(seed, step), so a run resumed from any checkpoint continues exactly.
+
+DP runs follow DESIGN.md's privacy rules: Poisson sampling with the rate the
+accountant is told; per-sample clipping; Gaussian noise once per step; the
+projection (PDP-SGD) as post-processing with a public set checked disjoint;
+and a journal line per step written *before* the step's update, so a run
+killed at any point, then resumed, still counts every step it took.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, default_collate
+from tqdm import tqdm
+
+from ..card import PrivacyBlock, render_card
+from ..codec import SimCCCodec
+from ..datasets import PoseDataset, load_dataset
+from ..errors import CheckpointError, PrivacyError, RecipeError
+from . import accounting
+from .checkpoint import load_model, load_training_state, load_weights, read_config, save_checkpoint
+from .config import Recipe
+from .data import SimCCDataset
+from .distributed import World, all_reduce_sum, broadcast_float, broadcast_int, init_from_env
+from .dp_step import add_noise, clip_and_sum
+from .evaluate import evaluate
+from .ledger import LedgerJournal
+from .losses import simcc_loss
+from .model import TinyViTSimCC
+from .per_sample import trainable_names
+from .projection import SubspaceProjector, flatten, public_gradients, unflatten
+
+log = logging.getLogger(__name__)
+
+JOURNAL = "privacy_journal.jsonl"
+_SAMPLING, _NOISE = 0, 1  # independent random streams of the secret seed
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How many steps a run takes, and (DP) the Poisson rate each step samples at."""
+
+    num_people: int
+    steps_per_epoch: int
+    total_steps: int
+    sample_rate: float | None = None
+
+    @classmethod
+    def of(cls, recipe: Recipe, num_people: int) -> "Schedule":
+        if num_people < 1:
+            raise RecipeError(f"training data {recipe.train_data} holds no people")
+        if recipe.private:
+            q = min(1.0, recipe.batch_size / num_people)
+            steps = max(1, round(1.0 / q))  # an epoch is 1/q steps, as Opacus counts it
+            return cls(num_people, steps, steps * recipe.epochs, q)
+        steps = math.ceil(num_people / recipe.batch_size)
+        return cls(num_people, steps, steps * recipe.epochs)
+
+
+def _stream_seed(*words: int) -> int:
+    return int(np.random.SeedSequence([int(w) for w in words]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def step_indices(recipe: Recipe, schedule: Schedule, step: int, secret: int | None) -> list[int]:
+    """The people step ``step`` trains on.
+
+    Non-private: the epoch's shuffled order, cut into batches. DP: each person
+    independently with probability q, from the run's secret seed (who was
+    sampled must stay hidden for the subsampling amplification to hold).
+    """
+    n = schedule.num_people
+    if schedule.sample_rate is None:
+        epoch, within = divmod(step, schedule.steps_per_epoch)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(_stream_seed(recipe.seed, epoch)))
+        return order[within * recipe.batch_size:(within + 1) * recipe.batch_size].tolist()
+    gen = torch.Generator().manual_seed(_stream_seed(secret, _SAMPLING, step))
+    return torch.nonzero(torch.rand(n, generator=gen) < schedule.sample_rate).flatten().tolist()
+
+
+def _collate(samples: list[dict]) -> dict | None:
+    return default_collate(samples) if samples else None  # Poisson sampling can draw nobody
+
+
+def _lr_lambda(warmup: int, total: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def _gradient_step(model: TinyViTSimCC, batch: dict, optimizer: torch.optim.Optimizer) -> float:
+    """One non-private step; returns the mean loss."""
+    simcc_x, simcc_y = model(batch["image"])
+    loss = simcc_loss(simcc_x, simcc_y, batch["target_x"], batch["target_y"], batch["weight"]).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss)
+
+
+class _DPStep:
+    """Clip, sum (over ranks), noise, project, apply: one DP-SGD / PDP-SGD step."""
+
+    def __init__(self, model: TinyViTSimCC, recipe: Recipe, schedule: Schedule, noise_multiplier: float,
+                 world: World, public: PoseDataset | None, codec: SimCCCodec):
+        self.model, self.recipe, self.world = model, recipe, world
+        self.noise_multiplier = noise_multiplier
+        self.expected_batch = schedule.sample_rate * schedule.num_people
+        self.names = trainable_names(model)
+        self.params = dict(model.named_parameters())
+        self.public = SimCCDataset(public, codec) if public is not None else None
+        self.projector: SubspaceProjector | None = None
+        self.refresh_every = recipe.refresh_every or schedule.steps_per_epoch
+
+    def _refresh(self) -> None:
+        loader = DataLoader(self.public, batch_size=self.recipe.physical_batch_size)
+        grads = public_gradients(self.model, loader, physical_batch_size=self.recipe.physical_batch_size)
+        self.projector = SubspaceProjector(self.recipe.projection_dim).fit(grads)
+
+    def __call__(self, batch: dict | None, optimizer: torch.optim.Optimizer, step: int, secret: int) -> None:
+        if self.public is not None and (self.projector is None or step % self.refresh_every == 0):
+            self._refresh()  # public data only: no privacy cost
+        if batch is None:
+            summed = {n: torch.zeros_like(self.params[n]) for n in self.names}
+        else:
+            summed, _ = clip_and_sum(self.model, batch, clipping_norm=self.recipe.clipping_norm,
+                                     physical_batch_size=self.recipe.physical_batch_size)
+        summed = all_reduce_sum(summed, self.world)
+        gen = torch.Generator().manual_seed(_stream_seed(secret, _NOISE, step))
+        noisy = add_noise(summed, noise_multiplier=self.noise_multiplier, clipping_norm=self.recipe.clipping_norm,
+                          expected_batch_size=self.expected_batch, generator=gen)
+        if self.projector is not None:
+            noisy = unflatten(self.projector.project(flatten(noisy, self.names)), noisy, self.names)
+        for name in self.names:
+            self.params[name].grad = noisy[name]
+        optimizer.step()
+
+
+def _load_public(recipe: Recipe, private: PoseDataset) -> PoseDataset:
+    public = load_dataset(recipe.public_data)
+    if len(public) < recipe.public_size:
+        raise PrivacyError(f"public data {recipe.public_data} has {len(public)} people; public_size asks for "
+                           f"{recipe.public_size}")
+    public.records = public.records[:recipe.public_size]
+    overlap = public.image_ids() & private.image_ids()
+    if overlap:
+        raise PrivacyError(f"public data {recipe.public_data} shares {len(overlap)} image(s) with the private "
+                           f"training data (e.g. {sorted(overlap)[0]}); the public set must be disjoint")
+    return public
+
+
+def _noise_multiplier(recipe: Recipe, schedule: Schedule) -> float:
+    accounting.check_delta(recipe.delta, schedule.num_people)
+    if recipe.noise_multiplier is not None:
+        return float(recipe.noise_multiplier)
+    sigma = accounting.noise_for(epsilon=recipe.epsilon, delta=recipe.delta, sample_rate=schedule.sample_rate,
+                                 steps=schedule.total_steps, accountant=recipe.accountant)
+    log.info("calibrated noise multiplier %.6g for epsilon %s at delta %g over %d steps (q=%.6g, %s accountant)",
+             sigma, recipe.epsilon, recipe.delta, schedule.total_steps, schedule.sample_rate, recipe.accountant)
+    return sigma
+
+
+def _privacy_record(recipe: Recipe, schedule: Schedule, sigma: float, journal: LedgerJournal) -> dict:
+    ledger = journal.ledger()
+    return {"noise_multiplier": sigma, "sample_rate": schedule.sample_rate, "planned_steps": schedule.total_steps,
+            "target_epsilon": recipe.epsilon, "delta": recipe.delta, "accountant": recipe.accountant,
+            "clipping_norm": recipe.clipping_norm, "epsilon": ledger.epsilon(recipe.delta),
+            "ledger_steps": ledger.steps, "ledger": ledger.state_dict()}
+
+
+def _card(recipe: Recipe, progress: dict, metrics: dict, privacy: dict | None, public: PoseDataset | None):
+    if privacy is None:
+        block = PrivacyBlock(method=recipe.method, epsilon=math.inf, delta=None, clipping_norm=None,
+                             strategy=recipe.strategy, epochs=progress["epoch"], steps=progress["step"])
+    else:
+        block = PrivacyBlock(
+            method=recipe.method, epsilon=privacy["epsilon"], delta=recipe.delta, clipping_norm=recipe.clipping_norm,
+            strategy=recipe.strategy, epochs=progress["epoch"], steps=privacy["ledger_steps"],
+            sample_rate=privacy["sample_rate"], noise_multiplier=privacy["noise_multiplier"],
+            accountant=recipe.accountant, projection_dim=recipe.projection_dim if public is not None else None,
+            public_data={"name": recipe.public_data, "size": len(public), "disjoint": True} if public else None)
+    pckh = metrics.get("val_pckh")
+    warning = ("**Not private:** this run used a fixed `noise_seed` (tests only); its sampling and noise can be "
+               "recomputed from the recipe." if recipe.private and recipe.noise_seed is not None else "")
+    return lambda digest: render_card(
+        name=recipe.name, privacy=block, weights_sha256=digest, train_data=recipe.train_data,
+        pckh=pckh, eval_data=recipe.val_data, base_model=recipe.init, description=warning)
+
+
+def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, progress_bar: bool = True,
+          stop_after_epochs: int | None = None) -> Path:
+    """Train ``recipe`` into the checkpoint directory ``out_dir``; continue it with ``resume``.
+
+    ``stop_after_epochs`` ends this run early (after that many epochs, with a
+    checkpoint) without changing the recipe's schedule: ``resume`` picks it up.
+    Under torchrun every rank calls this; rank 0 alone writes.
+    """
+    out_dir = Path(out_dir)
+    world = init_from_env()
+    if resume:
+        recipe = Recipe.from_dict(read_config(out_dir)["recipe"])
+    elif (out_dir / "config.json").exists():
+        raise CheckpointError(f"{out_dir} already holds a checkpoint; pass --resume to continue it or pick another --out")
+    if world.size > 1 and not recipe.private:
+        raise RecipeError("multi-process training is for DP runs (method dp-sgd or pdp-sgd)")
+    torch.manual_seed(recipe.seed)
+
+    codec = SimCCCodec(recipe.model.input_size, recipe.model.split_ratio)
+    private = load_dataset(recipe.train_data)
+    train_set = SimCCDataset(private, codec, augment=recipe.augment, seed=recipe.seed)
+    val_set = load_dataset(recipe.val_data) if recipe.val_data and world.is_main else None
+    schedule = Schedule.of(recipe, len(private))
+    public = _load_public(recipe, private) if recipe.method == "pdp-sgd" else None
+
+    if resume:
+        model, config = load_model(out_dir)
+        progress, metrics = config["progress"], config["metrics"]
+        state = load_training_state(out_dir)
+    else:
+        model = TinyViTSimCC(recipe.model)
+        if recipe.init:
+            load_weights(model, Path(recipe.init) / "model.safetensors")
+        progress, metrics, config, state = {"epoch": 0, "step": 0, "samples": 0}, {"history": []}, {}, None
+    model.set_strategy(recipe.strategy)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=recipe.lr,
+                                  weight_decay=recipe.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(min(recipe.warmup_steps, schedule.total_steps), schedule.total_steps))
+
+    sigma = secret = journal = dp_step = None
+    if recipe.private:
+        if resume:
+            sigma = config["privacy"]["noise_multiplier"]
+        else:  # calibrated on rank 0 alone: the accountant's float maths can differ with thread counts
+            sigma = _noise_multiplier(recipe, schedule) if world.is_main else 0.0
+        sigma = broadcast_float(sigma, world)
+        if state is not None:
+            secret = int(state["secret_seed"])
+        else:
+            secret = recipe.noise_seed if recipe.noise_seed is not None else secrets.randbits(62)
+        if recipe.noise_seed is not None and world.is_main:
+            log.warning("noise_seed is fixed: anyone who reads this recipe can recompute the sampling and the "
+                        "noise, so this run is not private; use it for tests only")
+        secret = broadcast_int(secret, world)
+        if world.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            journal = LedgerJournal(out_dir / JOURNAL, accountant=recipe.accountant, delta=recipe.delta)
+        dp_step = _DPStep(model, recipe, schedule, sigma, world, public, codec)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+
+    checkpoint_every = recipe.checkpoint_every or schedule.steps_per_epoch
+    end_step = schedule.total_steps
+    if stop_after_epochs is not None:
+        end_step = min(end_step, (progress["epoch"] + stop_after_epochs) * schedule.steps_per_epoch)
+    start_step = progress["step"]
+
+    def indices(step: int) -> list[int]:
+        chosen = step_indices(recipe, schedule, step, secret)
+        return chosen[world.rank::world.size]
+
+    loader = DataLoader(train_set, batch_sampler=[indices(s) for s in range(start_step, end_step)],
+                        num_workers=recipe.num_workers, collate_fn=_collate)
+    bar = tqdm(total=end_step - start_step, desc=recipe.name, unit="step", disable=not (progress_bar and world.is_main))
+    started, run_seen, seen, loss_sum, loss_count = time.perf_counter(), 0, 0, 0.0, 0
+    log.info("training %s (%s, %s): %d people, %d steps of %d per epoch", recipe.name, recipe.method,
+             recipe.strategy, schedule.num_people, schedule.total_steps, schedule.steps_per_epoch)
+    for step, batch in zip(range(start_step, end_step), loader):
+        epoch = step // schedule.steps_per_epoch
+        train_set.set_epoch(epoch)  # workers hold copies; augmentation also keys on (seed, epoch, index) there
+        model.train()
+        n = 0 if batch is None else len(batch["index"])
+        if dp_step is not None:
+            if journal is not None:
+                journal.append(sigma, schedule.sample_rate, journal.last_step + 1)  # before the update
+            optimizer.zero_grad(set_to_none=True)
+            dp_step(batch, optimizer, step, secret)
+        else:
+            loss = _gradient_step(model, batch, optimizer)
+            loss_sum, loss_count = loss_sum + loss * n, loss_count + n
+        scheduler.step()
+        seen, run_seen = seen + n, run_seen + n
+        bar.update(1)
+        bar.set_postfix(epoch=f"{epoch + 1}/{recipe.epochs}",
+                        samples_s=f"{run_seen / (time.perf_counter() - started):.1f}")
+        done = step + 1
+        at_epoch_end = done % schedule.steps_per_epoch == 0
+        if world.is_main and (at_epoch_end or done % checkpoint_every == 0 or done == end_step):
+            progress = {"epoch": done // schedule.steps_per_epoch, "step": done, "samples": progress["samples"] + seen}
+            seen = 0
+            if at_epoch_end:
+                entry = {"epoch": progress["epoch"]}
+                if loss_count:
+                    entry["loss"] = loss_sum / loss_count
+                    loss_sum, loss_count = 0.0, 0
+                if val_set is not None:
+                    metrics["val_pckh"] = evaluate(model, val_set)
+                    entry["val_pckh_mean"] = metrics["val_pckh"]["Mean"]
+                metrics["history"].append(entry)
+                log.info("epoch %d: %s", progress["epoch"], entry)
+            _save(out_dir, model, recipe, schedule, progress, metrics, optimizer, scheduler, sigma, secret,
+                  journal, public)
+    bar.close()
+    return out_dir
+
+
+def _save(out_dir, model, recipe, schedule, progress, metrics, optimizer, scheduler, sigma, secret, journal,
+          public) -> None:
+    privacy = None
+    if journal is not None:
+        privacy = _privacy_record(recipe, schedule, sigma, journal)
+        log.info("privacy spent after step %d: epsilon %.6g (delta %g, %d noisy steps)", progress["step"],
+                 privacy["epsilon"], recipe.delta, privacy["ledger_steps"])
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    if secret is not None:
+        state["secret_seed"] = torch.tensor(secret, dtype=torch.int64)  # never in config.json or the card
+    save_checkpoint(out_dir, model, recipe=recipe.to_dict(), progress=progress, metrics=metrics, privacy=privacy,
+                    training_state=state, card=_card(recipe, progress, metrics, privacy, public), keep=(JOURNAL,))

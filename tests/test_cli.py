@@ -1,0 +1,68 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dp_pose_zoo.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_console_script_help_lists_subcommands():
+    out = subprocess.run([sys.executable, "-m", "dp_pose_zoo", "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("train", "eval", "synth"):
+        assert command in out
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "synth"])
+def test_each_subcommand_has_help_with_examples(capsys, command):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert "examples:" in capsys.readouterr().out
+
+
+def test_synth_writes_a_split_that_eval_reads_as_mpii(capsys, tmp_path, tiny_checkpoint):
+    code, out, _ = run(capsys, "synth", "--out", str(tmp_path / "s"), "--n", "6", "--domain", "public", "--seed", "5")
+    assert code == 0 and "wrote 6 public people" in out
+    records = json.loads((tmp_path / "s" / "annotations" / "mpii_train.json").read_text())
+    assert len(records) == 6 and len(list((tmp_path / "s" / "images").iterdir())) == 6
+    spec = f"mpii:{tmp_path / 's' / 'annotations' / 'mpii_train.json'}"
+    code, out, _ = run(capsys, "eval", str(tiny_checkpoint), "--data", spec, "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["people"] == 6 and set(result["pckh"]) == {
+        "Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean", "Mean@0.1"}
+
+
+def test_eval_prints_the_paper_table(capsys, tiny_checkpoint):
+    code, out, _ = run(capsys, "eval", str(tiny_checkpoint), "--data", "synthpose:private-test:8")
+    assert code == 0
+    header = next(line for line in out.splitlines() if "Head" in line)
+    cols = header.split()
+    assert cols[cols.index("Head"):] == ["Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean", "Mean@0.1"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["eval", "/nonexistent/ckpt"], "not a checkpoint directory"),
+    (["eval", "{ckpt}", "--data", "imagenet:x"], "unknown data set kind"),
+    (["eval", "{ckpt}", "--data", "synthpose:private-nope"], "unknown SynthPose split"),
+    (["eval", "{ckpt}", "--data", "mpii:/nonexistent"], "nonexistent"),
+    (["train"], "needs --recipe"),
+    (["train", "--recipe", "/nonexistent.yaml"], "recipe not found"),
+    (["train", "--resume", "/nonexistent/run"], "not a checkpoint directory"),
+    (["synth", "--out", "{tmp}", "--n", "0"], "n"),
+])
+def test_bad_input_gives_one_line_and_exit_2(capsys, tmp_path, tiny_checkpoint, argv, message):
+    (tmp_path / "keep.txt").write_text("x")  # a non-empty folder synth must refuse
+    argv = [a.format(ckpt=tiny_checkpoint, tmp=tmp_path) for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"dp-pose {argv[0]}: error:") and message in lines[0]
+    assert (tmp_path / "keep.txt").read_text() == "x"

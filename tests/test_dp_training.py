@@ -1,0 +1,208 @@
+"""DP-SGD / PDP-SGD runs end to end: sampling, refusals, cards, resume after SIGKILL, 2-process DDP."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from dp_pose_zoo.card import parse_card
+from dp_pose_zoo.errors import PrivacyError
+from dp_pose_zoo.training import accounting
+from dp_pose_zoo.training.checkpoint import load_training_state
+from dp_pose_zoo.training.config import Recipe
+from dp_pose_zoo.training.trainer import JOURNAL, Schedule, step_indices, train
+
+pytestmark = pytest.mark.slow
+
+
+def dp_recipe(**overrides) -> dict:
+    base = dict(name="dp", train_data="synthpose:private-train:60", val_data=None, strategy="finetune",
+                method="dp-sgd", epsilon=2.0, delta=1e-5, clipping_norm=0.5, epochs=2, batch_size=10, lr=1e-3,
+                warmup_steps=1, seed=0, physical_batch_size=8, public_size=12, projection_dim=4,
+                model={"input_size": [64, 64]})
+    base.update(overrides)
+    return base
+
+
+def journal_lines(run_dir) -> int:
+    return sum(1 for line in (run_dir / JOURNAL).read_text().splitlines()[1:] if line.strip())
+
+
+def test_poisson_sampling_is_independent_with_rate_q():
+    recipe = Recipe.from_dict(dp_recipe(train_data="synthpose:private-train:500", batch_size=50))
+    schedule = Schedule.of(recipe, 500)
+    assert schedule.sample_rate == pytest.approx(0.1) and schedule.steps_per_epoch == 10
+    steps = [step_indices(recipe, schedule, s, secret=1234) for s in range(400)]
+    sizes = np.array([len(s) for s in steps])
+    # Binomial(500, 0.1): mean 50, sd 6.7; 400 steps -> the mean's sd is 0.34.
+    assert abs(sizes.mean() - 50) < 4 * 6.7 / 20
+    assert 5.0 < sizes.std() < 8.5  # the batch size varies, as Poisson sampling requires
+    counts = np.bincount(np.concatenate(steps), minlength=500)
+    # Each person in ~Binomial(400, 0.1) steps: mean 40, sd 6; no one is favoured.
+    assert abs(counts.mean() - 40) < 1 and counts.min() > 40 - 5 * 6 and counts.max() < 40 + 5 * 6
+    assert step_indices(recipe, schedule, 7, secret=1234) == steps[7]
+    assert step_indices(recipe, schedule, 7, secret=4321) != steps[7]
+
+
+def test_non_private_epochs_cover_everyone_once():
+    recipe = Recipe.from_dict(dict(name="np", train_data="synthpose:private-train:50", batch_size=8))
+    schedule = Schedule.of(recipe, 50)
+    epoch = sum((step_indices(recipe, schedule, s, None) for s in range(schedule.steps_per_epoch)), [])
+    assert sorted(epoch) == list(range(50))
+
+
+def test_public_set_overlapping_the_private_one_is_refused(tmp_path):
+    recipe = Recipe.from_dict(dp_recipe(method="pdp-sgd", public_data="synthpose:private-train:80"))
+    with pytest.raises(PrivacyError, match="shares 12 image"):
+        train(recipe, tmp_path / "r", progress_bar=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_delta_must_be_below_one_over_n(tmp_path):
+    with pytest.raises(PrivacyError, match="60"):
+        train(Recipe.from_dict(dp_recipe(delta=0.02)), tmp_path / "r", progress_bar=False)
+
+
+@pytest.mark.parametrize("method", ["dp-sgd", "pdp-sgd"])
+def test_dp_runs_write_cards_with_the_spent_budget(tmp_path, method):
+    out = train(Recipe.from_dict(dp_recipe(method=method)), tmp_path / method, progress_bar=False)
+    config = json.loads((out / "config.json").read_text())
+    privacy = parse_card((out / "README.md").read_text()).data.to_dict()["privacy"]
+    ledger = config["privacy"]["ledger"]
+    steps = 2 * 6  # 2 epochs of 1/q = 60/10 steps
+    assert privacy["steps"] == steps == journal_lines(out) == sum(e[2] for e in ledger["history"])
+    sigma, q = privacy["noise_multiplier"], privacy["sample_rate"]
+    assert q == pytest.approx(10 / 60)
+    # The card's epsilon is the accountant's on the ledger: recomputed independently of the trainer.
+    expected = accounting.epsilon_for(noise_multiplier=sigma, sample_rate=q, steps=steps, delta=1e-5)
+    assert privacy["epsilon"] == pytest.approx(expected, rel=1e-9)
+    assert 0.95 * 2.0 <= privacy["epsilon"] <= 2.0  # calibrated to the target, never above it
+    assert privacy["clipping_norm"] == 0.5 and privacy["delta"] == 1e-5 and privacy["method"] == method
+    assert privacy["privacy_unit"] == "one annotated person instance"
+    if method == "pdp-sgd":
+        assert privacy["projection_dim"] == 4
+        assert privacy["public_data"] == {"name": "synthpose:private-holdout", "size": 12, "disjoint": True}
+    # The secret seed behind sampling and noise stays out of everything that gets published.
+    secret = str(int(load_training_state(out)["secret_seed"]))
+    assert secret not in (out / "config.json").read_text() and secret not in (out / "README.md").read_text()
+
+
+def _write_recipe(path, **overrides):
+    path.write_text(yaml.safe_dump(dp_recipe(**overrides)))
+    return path
+
+
+def test_resume_after_sigkill_keeps_every_step_on_the_ledger(tmp_path):
+    recipe = _write_recipe(tmp_path / "r.yaml", epochs=6, checkpoint_every=2)
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "dp_pose_zoo", "train", "--recipe", str(recipe), "--out", str(out),
+                             "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "config.json").exists() and (out / JOURNAL).exists() and journal_lines(out) >= 7:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    spent_before = journal_lines(out)
+    checkpointed = json.loads((out / "config.json").read_text())["progress"]["step"]
+    assert checkpointed <= spent_before  # steps after the last checkpoint are on the journal all the same
+
+    train(None, out, resume=True, progress_bar=False)
+    config = json.loads((out / "config.json").read_text())
+    total = 6 * 6
+    assert config["progress"]["step"] == total
+    redone = total - checkpointed
+    steps = config["privacy"]["ledger_steps"]
+    assert steps == journal_lines(out) == spent_before + redone >= total
+    sigma, q = config["privacy"]["noise_multiplier"], config["privacy"]["sample_rate"]
+    # The final epsilon is that of an uninterrupted run of the same number of steps.
+    uninterrupted = accounting.epsilon_for(noise_multiplier=sigma, sample_rate=q, steps=steps, delta=1e-5)
+    assert config["privacy"]["epsilon"] == pytest.approx(uninterrupted, rel=1e-9)
+    assert config["privacy"]["epsilon"] >= accounting.epsilon_for(noise_multiplier=sigma, sample_rate=q, steps=total,
+                                                                  delta=1e-5)
+
+
+def _rank_noisy_gradient(rank, world_size, init_file, out_dir):
+    """One DP step's gradient on ``rank`` of a gloo group: this rank's share, all-reduced, noised."""
+    import torch.distributed as dist
+
+    from dp_pose_zoo.training.distributed import World, all_reduce_sum
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    noisy = _noisy_gradient(World(rank, world_size))
+    torch.save(noisy, os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def _noisy_gradient(world):
+    from dp_pose_zoo.codec import SimCCCodec
+    from dp_pose_zoo.datasets import load_dataset
+    from dp_pose_zoo.training.data import SimCCDataset
+    from dp_pose_zoo.training.distributed import all_reduce_sum
+    from dp_pose_zoo.training.dp_step import add_noise, clip_and_sum
+    from dp_pose_zoo.training.model import ModelConfig, TinyViTSimCC
+    from torch.utils.data import default_collate
+
+    torch.manual_seed(0)
+    model = TinyViTSimCC(ModelConfig(input_size=(64, 64)))
+    model.set_strategy("finetune")
+    model.train()
+    data = SimCCDataset(load_dataset("synthpose:private-train:7"), SimCCCodec((64, 64)))
+    batch = default_collate([data[i] for i in range(7)[world.rank::world.size]])
+    summed, _ = clip_and_sum(model, batch, clipping_norm=0.5, physical_batch_size=2)
+    summed = all_reduce_sum(summed, world)
+    return add_noise(summed, noise_multiplier=1.3, clipping_norm=0.5, expected_batch_size=7.0,
+                     generator=torch.Generator().manual_seed(5))
+
+
+def test_two_ranks_count_each_example_once_and_add_noise_once(tmp_path):
+    from dp_pose_zoo.training.distributed import World
+
+    torch.multiprocessing.spawn(_rank_noisy_gradient, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    single = _noisy_gradient(World())
+    noise_scale = 1.3 * 0.5 / 7.0
+    for name, value in single.items():
+        assert torch.equal(ranks[0][name], ranks[1][name])  # every rank applies the same update
+        # Agreement to float rounding: a second copy of the noise (or of an example) would be off by ~noise_scale.
+        torch.testing.assert_close(ranks[0][name], value, rtol=0, atol=1e-5 * noise_scale, msg=name)
+
+
+def test_torchrun_two_processes_train_like_one(tmp_path):
+    overrides = dict(epochs=1, noise_seed=99, method="pdp-sgd")
+    single = train(Recipe.from_dict(dp_recipe(**overrides)), tmp_path / "one", progress_bar=False)
+    recipe = _write_recipe(tmp_path / "r.yaml", **overrides)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "-m", "dp_pose_zoo.training", "--recipe", str(recipe), "--out", str(tmp_path / "two"),
+                             "-q"], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    a, b = load_file(str(single / "model.safetensors")), load_file(str(tmp_path / "two" / "model.safetensors"))
+    from dp_pose_zoo.training.model import TinyViTSimCC
+
+    torch.manual_seed(0)
+    init = TinyViTSimCC(Recipe.from_dict(dp_recipe(**overrides)).model).state_dict()
+    moved = max((a[k] - init[k]).abs().max().item() for k in a)
+    differ = max((a[k] - b[k]).abs().max().item() for k in a)
+    # Six AdamW steps move weights by ~6 lr; float-order differences (amplified by Adam where a
+    # gradient is near zero) stay a small fraction of that. Double noise or double-counted
+    # examples would move them by a whole step.
+    assert moved > 3e-3
+    assert differ < 0.1 * moved, (differ, moved)
+    one = json.loads((single / "config.json").read_text())["privacy"]
+    two = json.loads((tmp_path / "two" / "config.json").read_text())["privacy"]
+    # Same steps and rate; sigma calibrated in another process may differ in its last digit.
+    assert [e[1:] for e in one["ledger"]["history"]] == [e[1:] for e in two["ledger"]["history"]]
+    assert two["noise_multiplier"] == pytest.approx(one["noise_multiplier"], rel=1e-12)
+    assert two["epsilon"] == pytest.approx(one["epsilon"], rel=1e-9)

@@ -1,0 +1,80 @@
+"""End-to-end training on SynthPose (small input size so it runs on 2 CPU cores)."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dp_pose_zoo.datasets import load_dataset
+from dp_pose_zoo.errors import CheckpointError
+from dp_pose_zoo.training.checkpoint import load_model
+from dp_pose_zoo.training.config import Recipe
+from dp_pose_zoo.training.evaluate import evaluate
+from dp_pose_zoo.training.model import TinyViTSimCC
+from dp_pose_zoo.training.trainer import train
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_recipe(**overrides) -> Recipe:
+    base = dict(name="tiny", train_data="synthpose:private-train:48", val_data=None, strategy="scratch",
+                epochs=2, batch_size=16, lr=2e-3, warmup_steps=2, seed=3,
+                model={"input_size": [64, 64], "norm": "group-norm"})
+    base.update(overrides)
+    return Recipe.from_dict(base)
+
+
+def weights(path):
+    return load_file(str(path / "model.safetensors"))
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_same_seed_same_weights(tmp_path):
+    train(tiny_recipe(), tmp_path / "a", progress_bar=False)
+    train(tiny_recipe(), tmp_path / "b", progress_bar=False)
+    assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
+    train(tiny_recipe(seed=4), tmp_path / "c", progress_bar=False)
+    assert not torch.equal(weights(tmp_path / "a")["head.cls_x.weight"], weights(tmp_path / "c")["head.cls_x.weight"])
+
+
+def test_resume_continues_to_the_same_result(tmp_path):
+    train(tiny_recipe(epochs=3), tmp_path / "straight", progress_bar=False)
+    # Stop after one epoch (a recipe with epochs=1 writes the same first epoch), then resume to three.
+    train(tiny_recipe(epochs=3), tmp_path / "resumed", progress_bar=False, stop_after_epochs=1)
+    assert json.loads((tmp_path / "resumed" / "config.json").read_text())["progress"]["epoch"] == 1
+    train(None, tmp_path / "resumed", resume=True, progress_bar=False)
+    config = json.loads((tmp_path / "resumed" / "config.json").read_text())
+    assert config["progress"] == {"epoch": 3, "step": 9, "samples": 144}
+    assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
+
+
+def test_refuses_to_overwrite_a_checkpoint(tmp_path):
+    train(tiny_recipe(epochs=1), tmp_path / "a", progress_bar=False)
+    with pytest.raises(CheckpointError, match="already holds a checkpoint"):
+        train(tiny_recipe(epochs=1), tmp_path / "a", progress_bar=False)
+
+
+def test_training_raises_pckh_well_above_an_untrained_model(tmp_path):
+    recipe = Recipe.from_dict(dict(
+        name="learns", train_data="synthpose:private-train:600", val_data="synthpose:private-val:100",
+        strategy="scratch", epochs=4, batch_size=32, lr=2e-3, warmup_steps=10, seed=0,
+        model={"input_size": [128, 96], "norm": "group-norm"}))
+    val = load_dataset("synthpose:private-val:100")
+    torch.manual_seed(recipe.seed)
+    untrained = evaluate(TinyViTSimCC(recipe.model), val)["Mean"]
+    out = train(recipe, tmp_path / "learns", progress_bar=False)
+    model, config = load_model(out)
+    trained = evaluate(model, val)["Mean"]
+    # The trainer's own validation agrees with a fresh evaluation of the saved weights.
+    assert config["metrics"]["val_pckh"]["Mean"] == pytest.approx(trained)
+    assert untrained < 10.0
+    assert trained > untrained + 25.0, (untrained, trained)
+    card = (out / "README.md").read_text()
+    assert "pipeline_tag: keypoint-detection" in card and "method: non-private" in card
+    assert config["weights_sha256"] in card
