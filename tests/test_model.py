@@ -43,6 +43,12 @@ def test_samples_never_mix_in_train_mode(small_model_config, norm):
     assert all(not b.training for b in m.modules() if isinstance(b, nn.BatchNorm2d))
 
 
+def test_batchnorm_uses_running_statistics_from_construction(small_model_config):
+    fresh = TinyViTSimCC(small_model_config)
+    assert fresh.training
+    assert all(not b.training for b in fresh.modules() if isinstance(b, nn.BatchNorm2d))
+
+
 def test_running_statistics_stay_fixed_while_training(model):
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
@@ -97,3 +103,17 @@ def test_loss_is_per_sample_zero_at_target_and_masked():
     w2[1, 3] = 0
     torch.testing.assert_close(simcc_loss(tx2, ty, tx, ty, w2), torch.zeros(3), atol=1e-6, rtol=0)
     torch.testing.assert_close(simcc_loss(tx.roll(5, -1)[:1], ty[:1], tx[:1], ty[:1], w[:1]), off[:1])
+
+
+def test_frozen_prefix_matches_strategy_and_resumes_exactly(model):
+    model.set_strategy("finetune")
+    assert model.frozen_prefix() == 3  # patch embed, stage 1, stage 2's downsampling
+    model.set_strategy("full")
+    assert model.frozen_prefix() == 0
+    model.eval()
+    x = torch.randn(2, 3, 128, 96)
+    whole = model(x)
+    for units in (1, 2, 3):
+        features = model.forward_prefix(x, units)
+        for a, b in zip(model(features, prefix_units=units), whole):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

@@ -49,6 +49,8 @@ class Recipe:
     # Sampling and noise come from a secret seed drawn at the start of a run. A fixed
     # one makes runs repeatable (tests) but is not private if it is ever published.
     noise_seed: int | None = None
+    # Compute the frozen prefix (see TinyViTSimCC.frozen_prefix) once per person; needs augmentation off.
+    cache_frozen: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -75,6 +77,10 @@ class Recipe:
             for key in ("checkpoint_every", "refresh_every"):
                 if getattr(self, key) is not None and int(getattr(self, key)) < 1:
                     raise RecipeError(f"{key} must be at least 1 step; got {getattr(self, key)}")
+
+        if self.cache_frozen and self.augment.enabled:
+            raise RecipeError("cache_frozen needs augmentation off (features are computed once per person): "
+                              "set augment flip, scale and rotation to 0")
 
     @property
     def private(self) -> bool:

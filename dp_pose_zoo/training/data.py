@@ -24,6 +24,10 @@ class AugmentConfig:
     rotation: float = 30.0  # degrees, N(0, rotation) clipped to +-2 rotation
     rotation_prob: float = 0.6
 
+    @property
+    def enabled(self) -> bool:
+        return self.flip > 0 or self.scale > 0 or (self.rotation > 0 and self.rotation_prob > 0)
+
 
 def crop_person(image: np.ndarray, record: PersonRecord, input_size: tuple[int, int], *,
                 rng: np.random.Generator | None = None, augment: AugmentConfig | None = None):
@@ -54,8 +58,10 @@ def crop_person(image: np.ndarray, record: PersonRecord, input_size: tuple[int, 
 class SimCCDataset(Dataset):
     """A torch view of a :class:`PoseDataset`: ``{image, target_x, target_y, weight, index}``.
 
-    Augmentation is seeded by ``(seed, epoch, index)``, so a sample is the same
-    whatever worker or order loads it: runs are reproducible and resumable.
+    Items are keyed ``(epoch, index)`` (a bare index means epoch 0), and
+    augmentation is seeded by ``(seed, epoch, index)``: a sample is the same
+    whatever worker, order or resumed run loads it, with no state to keep in
+    step across DataLoader workers.
     """
 
     def __init__(self, dataset: PoseDataset, codec: SimCCCodec, *, augment: AugmentConfig | None = None,
@@ -64,18 +70,15 @@ class SimCCDataset(Dataset):
         self.codec = codec
         self.augment = augment
         self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         record = self.dataset.records[index]
         image = self.dataset.load_image(record)
-        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.augment else None
+        rng = np.random.default_rng([self.seed, epoch, index]) if self.augment else None
         crop, joints, visible, _ = crop_person(image, record, self.codec.input_size, rng=rng, augment=self.augment)
         target_x, target_y, weight = self.codec.encode(joints, visible)
         return {
@@ -85,3 +88,32 @@ class SimCCDataset(Dataset):
             "weight": torch.from_numpy(weight),
             "index": torch.tensor(index),
         }
+
+
+class CachedPrefixDataset(Dataset):
+    """A :class:`SimCCDataset` (without augmentation) whose images are replaced by
+    the model's frozen-prefix features, computed once.
+
+    Valid while the prefix stays frozen, which ``TinyViTSimCC.frozen_prefix``
+    guarantees for the run's strategy: a DP epoch then pays only for the part
+    that trains. Features are float32, so cached and uncached steps agree.
+    """
+
+    def __init__(self, base: SimCCDataset, model, units: int, *, batch_size: int = 32):
+        if base.augment is not None and base.augment.enabled:
+            raise ValueError("cached features need a dataset without augmentation")
+        self.base = base
+        self.units = units
+        items = [base[i] for i in range(len(base))]
+        with torch.no_grad():
+            features = [model.forward_prefix(torch.stack([it["image"] for it in items[i:i + batch_size]]), units)
+                        for i in range(0, len(items), batch_size)]
+        self.features = torch.cat(features) if features else torch.zeros(0)
+        self.items = [{k: v for k, v in it.items() if k != "image"} for it in items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        index = key[1] if isinstance(key, tuple) else key  # nothing is random once features are cached
+        return {"image": self.features[index], **self.items[index]}

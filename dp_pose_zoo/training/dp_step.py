@@ -43,8 +43,8 @@ def _check_clip_args(clipping_norm: float, physical_batch_size: int) -> None:
 
 
 def clip_and_sum(model: nn.Module, batch: dict[str, torch.Tensor], *, clipping_norm: float,
-                 physical_batch_size: int,
-                 loss_fn: LossFn = simcc_loss) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+                 physical_batch_size: int, loss_fn: LossFn = simcc_loss,
+                 prefix_units: int = 0) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Sum of per-sample gradients, each clipped to L2 norm <= C, over a logical batch.
 
     The (logical, variable-size) batch is split into physical chunks; per chunk
@@ -53,6 +53,9 @@ def clip_and_sum(model: nn.Module, batch: dict[str, torch.Tensor], *, clipping_n
     Peak memory is one chunk's per-sample gradients, whatever the logical batch
     size. An empty batch (n = 0, possible under Poisson sampling) returns zeros
     (the noise still has to be added by the caller).
+
+    ``prefix_units``: the batch holds cached frozen-prefix features (see
+    ``per_sample_gradients``).
 
     Returns ``(summed clipped gradients per parameter name, per-sample norms
     before clipping (n,))``. The norms are for monitoring (e.g. choosing C on
@@ -65,7 +68,8 @@ def clip_and_sum(model: nn.Module, batch: dict[str, torch.Tensor], *, clipping_n
     norms = []
     n = batch_size(batch)
     for start in range(0, n, physical_batch_size):
-        grads = per_sample_gradients(model, slice_batch(batch, start, start + physical_batch_size), loss_fn=loss_fn)
+        grads = per_sample_gradients(model, slice_batch(batch, start, start + physical_batch_size), loss_fn=loss_fn,
+                                     prefix_units=prefix_units)
         chunk_norms = per_sample_norms(grads)
         factors = clip_factors(chunk_norms, clipping_norm)
         for name in names:

@@ -98,6 +98,7 @@ class TinyViTSimCC(nn.Module):
         stride = 32
         self.head = SimCCHead(self.backbone.num_features, (h // stride, w // stride),
                               config.num_joints, config.bins, config.upsample)
+        self.train()  # modules are born in training mode: put BatchNorm on its running statistics now
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.forward_features(x)
@@ -105,8 +106,45 @@ class TinyViTSimCC(nn.Module):
     def forward_head(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head(features)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, prefix_units: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """SimCC logits of crops, or of cached prefix features when ``prefix_units`` > 0."""
+        if prefix_units:
+            return self.forward_from_prefix(x, prefix_units)
         return self.forward_head(self.forward_features(x))
+
+    def _prefix_units(self) -> tuple[nn.Module, ...]:
+        bb = self.backbone
+        return bb.patch_embed, bb.stages[0], bb.stages[1].downsample
+
+    def frozen_prefix(self) -> int:
+        """How many leading units (patch embed, stage 1, stage 2's downsampling) hold nothing trainable.
+
+        Their output is then a fixed function of the crop (BatchNorm keeps its
+        running statistics), so it can be computed once per person and cached.
+        The paper's ``finetune`` strategy freezes all three; the LayerNorms of
+        stages 2-3 still train, so caching cannot reach further.
+        """
+        count = 0
+        for unit in self._prefix_units():
+            if any(p.requires_grad for p in unit.parameters()):
+                break
+            count += 1
+        return count
+
+    def forward_prefix(self, x: torch.Tensor, units: int) -> torch.Tensor:
+        for unit in self._prefix_units()[:units]:
+            x = unit(x)
+        return x
+
+    def forward_from_prefix(self, x: torch.Tensor, units: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rest of the network after ``units`` prefix units (timm's stage order, unrolled at stage 2)."""
+        bb = self.backbone
+        for unit in self._prefix_units()[units:]:
+            x = unit(x)
+        stage = bb.stages[1]  # TinyVitStage.forward after its downsample: blocks run channels-last
+        x = stage.blocks(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        x = bb.stages[3](bb.stages[2](x))
+        return self.forward_head(x)
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -76,13 +76,15 @@ def _empty_gradients(model: nn.Module, names: list[str]) -> dict[str, torch.Tens
 
 
 def per_sample_gradients(model: nn.Module, batch: dict[str, torch.Tensor], *,
-                         loss_fn: LossFn = simcc_loss) -> dict[str, torch.Tensor]:
+                         loss_fn: LossFn = simcc_loss, prefix_units: int = 0) -> dict[str, torch.Tensor]:
     """Gradients of each sample's loss w.r.t. every parameter with requires_grad, shape (n, *param.shape).
 
     Each sample is run as a batch of one (``unsqueeze(0)``), so nothing in the
     model can mix samples; ``randomness="error"`` makes any stochastic layer
     (dropout, drop-path) fail loudly instead of giving per-sample gradients
-    that a plain backward pass could not reproduce. Peak memory is ``n`` times
+    that a plain backward pass could not reproduce. With ``prefix_units`` the
+    batch's ``image`` holds cached features of the model's frozen prefix
+    (``TinyViTSimCC.frozen_prefix``). Peak memory is ``n`` times
     the trainable parameters plus the activations of ``n`` single forward
     passes: callers chunk big batches (see ``dp_step.clip_and_sum``).
     """
@@ -99,7 +101,8 @@ def per_sample_gradients(model: nn.Module, batch: dict[str, torch.Tensor], *,
 
     def sample_loss(params: dict[str, torch.Tensor], image: torch.Tensor, target_x: torch.Tensor,
                     target_y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        pred_x, pred_y = functional_call(model, (params, frozen, buffers), (image.unsqueeze(0),))
+        kwargs = {"prefix_units": prefix_units} if prefix_units else {}
+        pred_x, pred_y = functional_call(model, (params, frozen, buffers), (image.unsqueeze(0),), kwargs)
         return loss_fn(pred_x, pred_y, target_x.unsqueeze(0), target_y.unsqueeze(0), weight.unsqueeze(0))[0]
 
     per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0, 0, 0), randomness="error")
