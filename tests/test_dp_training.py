@@ -206,3 +206,18 @@ def test_torchrun_two_processes_train_like_one(tmp_path):
     assert [e[1:] for e in one["ledger"]["history"]] == [e[1:] for e in two["ledger"]["history"]]
     assert two["noise_multiplier"] == pytest.approx(one["noise_multiplier"], rel=1e-12)
     assert two["epsilon"] == pytest.approx(one["epsilon"], rel=1e-9)
+
+
+def test_cached_frozen_prefix_trains_like_the_full_forward(tmp_path):
+    no_aug = {"flip": 0.0, "scale": 0.0, "rotation": 0.0}
+    common = dict(epochs=1, noise_seed=5, augment=no_aug)
+    plain = train(Recipe.from_dict(dp_recipe(**common)), tmp_path / "plain", progress_bar=False)
+    cached = train(Recipe.from_dict(dp_recipe(cache_frozen=True, **common)), tmp_path / "cached", progress_bar=False)
+    a, b = load_file(str(plain / "model.safetensors")), load_file(str(cached / "model.safetensors"))
+    moved = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert moved < 1e-4, moved
+    with pytest.raises(Exception, match="cache_frozen needs augmentation off"):
+        Recipe.from_dict(dp_recipe(cache_frozen=True))
+    with pytest.raises(Exception, match="nothing to cache"):
+        train(Recipe.from_dict(dp_recipe(cache_frozen=True, strategy="full", **common)), tmp_path / "f",
+              progress_bar=False)

@@ -32,7 +32,7 @@ from ..errors import CheckpointError, PrivacyError, RecipeError
 from . import accounting
 from .checkpoint import load_model, load_training_state, load_weights, read_config, save_checkpoint
 from .config import Recipe
-from .data import SimCCDataset
+from .data import CachedPrefixDataset, SimCCDataset
 from .distributed import World, all_reduce_sum, broadcast_float, broadcast_int, init_from_env
 from .dp_step import add_noise, clip_and_sum
 from .evaluate import evaluate
@@ -102,22 +102,23 @@ def _lr_lambda(warmup: int, total: int):
     return factor
 
 
-def _gradient_step(model: TinyViTSimCC, batch: dict, optimizer: torch.optim.Optimizer) -> float:
+def _gradient_step(model: TinyViTSimCC, batch: dict, optimizer: torch.optim.Optimizer, prefix_units: int = 0) -> float:
     """One non-private step; returns the mean loss."""
-    simcc_x, simcc_y = model(batch["image"])
+    simcc_x, simcc_y = model(batch["image"], prefix_units)
     loss = simcc_loss(simcc_x, simcc_y, batch["target_x"], batch["target_y"], batch["weight"]).mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 class _DPStep:
     """Clip, sum (over ranks), noise, project, apply: one DP-SGD / PDP-SGD step."""
 
     def __init__(self, model: TinyViTSimCC, recipe: Recipe, schedule: Schedule, noise_multiplier: float,
-                 world: World, public: PoseDataset | None, codec: SimCCCodec):
+                 world: World, public: PoseDataset | None, codec: SimCCCodec, prefix_units: int):
         self.model, self.recipe, self.world = model, recipe, world
+        self.prefix_units = prefix_units
         self.noise_multiplier = noise_multiplier
         self.expected_batch = schedule.sample_rate * schedule.num_people
         self.names = trainable_names(model)
@@ -138,7 +139,8 @@ class _DPStep:
             summed = {n: torch.zeros_like(self.params[n]) for n in self.names}
         else:
             summed, _ = clip_and_sum(self.model, batch, clipping_norm=self.recipe.clipping_norm,
-                                     physical_batch_size=self.recipe.physical_batch_size)
+                                     physical_batch_size=self.recipe.physical_batch_size,
+                                     prefix_units=self.prefix_units)
         summed = all_reduce_sum(summed, self.world)
         gen = torch.Generator().manual_seed(_stream_seed(secret, _NOISE, step))
         noisy = add_noise(summed, noise_multiplier=self.noise_multiplier, clipping_norm=self.recipe.clipping_norm,
@@ -236,6 +238,13 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
             load_weights(model, Path(recipe.init) / "model.safetensors")
         progress, metrics, config, state = {"epoch": 0, "step": 0, "samples": 0}, {"history": []}, {}, None
     model.set_strategy(recipe.strategy)
+    prefix_units = 0
+    if recipe.cache_frozen:
+        prefix_units = model.frozen_prefix()
+        if not prefix_units:
+            raise RecipeError(f"strategy {recipe.strategy} freezes nothing at the input end: nothing to cache")
+        train_set = CachedPrefixDataset(SimCCDataset(private, codec, seed=recipe.seed), model, prefix_units)
+        log.info("cached %d frozen prefix unit(s) for %d people", prefix_units, len(train_set))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=recipe.lr,
                                   weight_decay=recipe.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -259,7 +268,7 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
         if world.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             journal = LedgerJournal(out_dir / JOURNAL, accountant=recipe.accountant, delta=recipe.delta)
-        dp_step = _DPStep(model, recipe, schedule, sigma, world, public, codec)
+        dp_step = _DPStep(model, recipe, schedule, sigma, world, public, codec, prefix_units)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -270,11 +279,11 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
         end_step = min(end_step, (progress["epoch"] + stop_after_epochs) * schedule.steps_per_epoch)
     start_step = progress["step"]
 
-    def indices(step: int) -> list[int]:
-        chosen = step_indices(recipe, schedule, step, secret)
-        return chosen[world.rank::world.size]
+    def keys(step: int) -> list[tuple[int, int]]:
+        epoch = step // schedule.steps_per_epoch
+        return [(epoch, i) for i in step_indices(recipe, schedule, step, secret)[world.rank::world.size]]
 
-    loader = DataLoader(train_set, batch_sampler=[indices(s) for s in range(start_step, end_step)],
+    loader = DataLoader(train_set, batch_sampler=[keys(s) for s in range(start_step, end_step)],
                         num_workers=recipe.num_workers, collate_fn=_collate)
     bar = tqdm(total=end_step - start_step, desc=recipe.name, unit="step", disable=not (progress_bar and world.is_main))
     started, run_seen, seen, loss_sum, loss_count = time.perf_counter(), 0, 0, 0.0, 0
@@ -282,7 +291,6 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
              recipe.strategy, schedule.num_people, schedule.total_steps, schedule.steps_per_epoch)
     for step, batch in zip(range(start_step, end_step), loader):
         epoch = step // schedule.steps_per_epoch
-        train_set.set_epoch(epoch)  # workers hold copies; augmentation also keys on (seed, epoch, index) there
         model.train()
         n = 0 if batch is None else len(batch["index"])
         if dp_step is not None:
@@ -291,7 +299,7 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
             optimizer.zero_grad(set_to_none=True)
             dp_step(batch, optimizer, step, secret)
         else:
-            loss = _gradient_step(model, batch, optimizer)
+            loss = _gradient_step(model, batch, optimizer, prefix_units)
             loss_sum, loss_count = loss_sum + loss * n, loss_count + n
         scheduler.step()
         seen, run_seen = seen + n, run_seen + n
