@@ -45,3 +45,38 @@ class CardError(DPPoseZooError, ValueError):
 
 class PrivacyError(DPPoseZooError, ValueError):
     """A privacy parameter is invalid or a privacy rule would be broken."""
+
+
+class UnknownModelError(DPPoseZooError, KeyError):
+    """A model name is neither ``default``, an existing path, nor ``OWNER/REPO[@revision]`` on the Hub."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; the CLI prints this one as a sentence
+        return str(self.args[0]) if self.args else ""
+
+
+class DefaultModelMissingError(DPPoseZooError, FileNotFoundError):
+    """The embedded default model is not in this install (or not where DP_POSE_ZOO_DEFAULT_DIR points)."""
+
+
+class IntegrityError(DPPoseZooError, ValueError):
+    """A downloaded or local file does not match the sha256 its model card declares."""
+
+
+class HubError(DPPoseZooError, OSError):
+    """The Hub (or the local Hub cache, offline) could not give what was asked."""
+
+
+class SourceError(DPPoseZooError, OSError):
+    """A video, image, folder, glob or webcam cannot be opened or decoded."""
+
+
+class SourceNotFoundError(SourceError, FileNotFoundError):
+    """A source path (or glob) matches nothing."""
+
+
+class DetectorError(DPPoseZooError, ValueError):
+    """A person detector spec, ONNX detector or boxes file is malformed."""
+
+
+class OutputError(DPPoseZooError, OSError):
+    """An output folder or file cannot be written."""
