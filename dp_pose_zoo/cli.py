@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 from . import __version__
-from .commands import privacy
+from .commands import card, export, privacy, zoo
 from .errors import DPPoseZooError
 
 EPILOG_TRAIN = """examples:
@@ -166,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_synth)
 
     privacy.add_parser(sub)
+    export.add_parser(sub)
+    zoo.add_parser(sub)
+    card.add_parser(sub)
     return parser
 
 

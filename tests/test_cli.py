@@ -66,3 +66,19 @@ def test_bad_input_gives_one_line_and_exit_2(capsys, tmp_path, tiny_checkpoint, 
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"dp-pose {argv[0]}: error:") and message in lines[0]
     assert (tmp_path / "keep.txt").read_text() == "x"
+
+
+def test_train_flags_override_the_recipe(capsys, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train_data: synthpose:private-train:20\nval_data: null\nstrategy: finetune\nepochs: 1\n"
+                      "batch_size: 10\nnoise_multiplier: 3.0\nmodel:\n  input_size: [64, 64]\n")
+    out = tmp_path / "run"
+    code, stdout, _ = run(capsys, "train", "--recipe", str(recipe), "--out", str(out), "-q", "--method", "dp-sgd",
+                          "--epsilon", "4", "--delta", "1e-3", "--clip", "0.5")
+    assert code == 0 and f"checkpoint: {out}" in stdout
+    config = json.loads((out / "config.json").read_text())
+    r = config["recipe"]
+    # --epsilon replaced the recipe's fixed noise multiplier, which was then calibrated to it.
+    assert (r["method"], r["epsilon"], r["noise_multiplier"], r["delta"], r["clipping_norm"]) == (
+        "dp-sgd", 4.0, None, 1e-3, 0.5)
+    assert config["privacy"]["epsilon"] <= 4.0 and config["privacy"]["noise_multiplier"] > 0
