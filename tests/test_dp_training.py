@@ -39,7 +39,7 @@ def journal_lines(run_dir) -> int:
 def test_poisson_sampling_is_independent_with_rate_q():
     recipe = Recipe.from_dict(dp_recipe(train_data="synthpose:private-train:500", batch_size=50))
     schedule = Schedule.of(recipe, 500)
-    assert schedule.sample_rate == pytest.approx(0.1) and schedule.steps_per_epoch == 10
+    assert schedule.sample_rate == pytest.approx(0.1) and schedule.epoch_ends[0] == 10
     steps = [step_indices(recipe, schedule, s, secret=1234) for s in range(400)]
     sizes = np.array([len(s) for s in steps])
     # Binomial(500, 0.1): mean 50, sd 6.7; 400 steps -> the mean's sd is 0.34.
@@ -52,10 +52,23 @@ def test_poisson_sampling_is_independent_with_rate_q():
     assert step_indices(recipe, schedule, 7, secret=4321) != steps[7]
 
 
+def test_training_spends_exactly_the_steps_the_privacy_plan_counts(capsys):
+    from dp_pose_zoo.cli import main
+
+    recipe = Recipe.from_dict(dp_recipe(train_data="synthpose:private-train:1500", batch_size=64, epochs=3))
+    schedule = Schedule.of(recipe, 1500)
+    assert main(["privacy", "--noise-multiplier", "1", "--delta", "1e-5", "--dataset-size", "1500",
+                 "--batch-size", "64", "--epochs", "3", "--json"]) == 0
+    planned = json.loads(capsys.readouterr().out)["steps"]
+    # 3 / (64/1500) = 70.3 -> 71 steps; epochs end at ceil(e / q): 24, 47, 71.
+    assert schedule.total_steps == planned == 71 and schedule.epoch_ends == (24, 47, 71)
+    assert [schedule.epoch_of(s) for s in (0, 23, 24, 46, 47, 70)] == [0, 0, 1, 1, 2, 2]
+
+
 def test_non_private_epochs_cover_everyone_once():
     recipe = Recipe.from_dict(dict(name="np", train_data="synthpose:private-train:50", batch_size=8))
     schedule = Schedule.of(recipe, 50)
-    epoch = sum((step_indices(recipe, schedule, s, None) for s in range(schedule.steps_per_epoch)), [])
+    epoch = sum((step_indices(recipe, schedule, s, None) for s in range(schedule.epoch_ends[0])), [])
     assert sorted(epoch) == list(range(50))
 
 

@@ -121,7 +121,9 @@ def _steps(args, q: Fraction) -> int:
         return args.steps
     if not math.isfinite(args.epochs) or args.epochs <= 0:
         raise PrivacyError(f"--epochs {args.epochs!r} is invalid; allowed: epochs > 0")
-    return max(1, math.ceil(Fraction(repr(args.epochs)) / q))
+    from ..training.accounting import steps_for
+
+    return steps_for(epochs=Fraction(repr(args.epochs)), sample_rate=q)
 
 
 def ceil_sig(x: float, digits: int = DISPLAY_DIGITS) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from fractions import Fraction
 from typing import TYPE_CHECKING, Iterable
 
 from ..errors import PrivacyError
@@ -194,6 +195,18 @@ def epsilon_for(
     """Epsilon (an upper bound, see the module docstring) spent by ``steps`` DP-SGD steps."""
     _check_entry(noise_multiplier, sample_rate, steps)
     return epsilon_for_history([(noise_multiplier, sample_rate, steps)], delta=delta, accountant=accountant)
+
+
+def steps_for(*, epochs: float | Fraction, sample_rate: float | Fraction) -> int:
+    """DP steps in ``epochs`` epochs at Poisson rate q: ceil(epochs / q), computed exactly.
+
+    One definition for planning (``dp-pose privacy --epochs``) and training (the
+    trainer's schedule), so a plan predicts exactly the steps a run spends
+    (3 epochs at q = 0.1 is 30 steps, not 31).
+    """
+    e = epochs if isinstance(epochs, Fraction) else Fraction(repr(float(epochs)))
+    q = sample_rate if isinstance(sample_rate, Fraction) else Fraction(repr(float(sample_rate)))
+    return max(1, math.ceil(e / q))
 
 
 # ---------------------------------------------------------------- calibration

@@ -13,11 +13,13 @@ killed at any point, then resumed, still counts every step it took.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import secrets
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -50,23 +52,37 @@ _SAMPLING, _NOISE = 0, 1  # independent random streams of the secret seed
 
 @dataclass(frozen=True)
 class Schedule:
-    """How many steps a run takes, and (DP) the Poisson rate each step samples at."""
+    """How many steps a run takes, where its epochs end, and (DP) the Poisson rate q.
+
+    A DP epoch is 1/q expected steps; epoch e ends at step ceil(e / q), the
+    same count ``dp-pose privacy --epochs`` plans with (``accounting.steps_for``).
+    """
 
     num_people: int
-    steps_per_epoch: int
-    total_steps: int
+    epoch_ends: tuple[int, ...]
     sample_rate: float | None = None
 
     @classmethod
     def of(cls, recipe: Recipe, num_people: int) -> "Schedule":
         if num_people < 1:
             raise RecipeError(f"training data {recipe.train_data} holds no people")
+        epochs = range(1, recipe.epochs + 1)
         if recipe.private:
-            q = min(1.0, recipe.batch_size / num_people)
-            steps = max(1, round(1.0 / q))  # an epoch is 1/q steps, as Opacus counts it
-            return cls(num_people, steps, steps * recipe.epochs, q)
-        steps = math.ceil(num_people / recipe.batch_size)
-        return cls(num_people, steps, steps * recipe.epochs)
+            q = Fraction(min(recipe.batch_size, num_people), num_people)
+            return cls(num_people, tuple(accounting.steps_for(epochs=e, sample_rate=q) for e in epochs), float(q))
+        per_epoch = math.ceil(num_people / recipe.batch_size)
+        return cls(num_people, tuple(e * per_epoch for e in epochs))
+
+    @property
+    def total_steps(self) -> int:
+        return self.epoch_ends[-1]
+
+    def epoch_of(self, step: int) -> int:
+        """The (0-based) epoch that step ``step`` (0-based) belongs to."""
+        return bisect.bisect_right(self.epoch_ends, step)
+
+    def epoch_start(self, epoch: int) -> int:
+        return self.epoch_ends[epoch - 1] if epoch > 0 else 0
 
 
 def _stream_seed(*words: int) -> int:
@@ -82,7 +98,8 @@ def step_indices(recipe: Recipe, schedule: Schedule, step: int, secret: int | No
     """
     n = schedule.num_people
     if schedule.sample_rate is None:
-        epoch, within = divmod(step, schedule.steps_per_epoch)
+        epoch = schedule.epoch_of(step)
+        within = step - schedule.epoch_start(epoch)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(_stream_seed(recipe.seed, epoch)))
         return order[within * recipe.batch_size:(within + 1) * recipe.batch_size].tolist()
     gen = torch.Generator().manual_seed(_stream_seed(secret, _SAMPLING, step))
@@ -125,7 +142,8 @@ class _DPStep:
         self.params = dict(model.named_parameters())
         self.public = SimCCDataset(public, codec) if public is not None else None
         self.projector: SubspaceProjector | None = None
-        self.refresh_every = recipe.refresh_every or schedule.steps_per_epoch
+        # Default: refresh at the start of every epoch.
+        self.refresh_steps = None if recipe.refresh_every else {0, *schedule.epoch_ends}
 
     def _refresh(self) -> None:
         loader = DataLoader(self.public, batch_size=self.recipe.physical_batch_size)
@@ -133,7 +151,8 @@ class _DPStep:
         self.projector = SubspaceProjector(self.recipe.projection_dim).fit(grads)
 
     def __call__(self, batch: dict | None, optimizer: torch.optim.Optimizer, step: int, secret: int) -> None:
-        if self.public is not None and (self.projector is None or step % self.refresh_every == 0):
+        due = step % self.recipe.refresh_every == 0 if self.refresh_steps is None else step in self.refresh_steps
+        if self.public is not None and (self.projector is None or due):
             self._refresh()  # public data only: no privacy cost
         if batch is None:
             summed = {n: torch.zeros_like(self.params[n]) for n in self.names}
@@ -273,24 +292,23 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
 
-    checkpoint_every = recipe.checkpoint_every or schedule.steps_per_epoch
     end_step = schedule.total_steps
     if stop_after_epochs is not None:
-        end_step = min(end_step, (progress["epoch"] + stop_after_epochs) * schedule.steps_per_epoch)
+        end_step = schedule.epoch_ends[min(recipe.epochs, progress["epoch"] + stop_after_epochs) - 1]
     start_step = progress["step"]
 
     def keys(step: int) -> list[tuple[int, int]]:
-        epoch = step // schedule.steps_per_epoch
+        epoch = schedule.epoch_of(step)
         return [(epoch, i) for i in step_indices(recipe, schedule, step, secret)[world.rank::world.size]]
 
     loader = DataLoader(train_set, batch_sampler=[keys(s) for s in range(start_step, end_step)],
                         num_workers=recipe.num_workers, collate_fn=_collate)
     bar = tqdm(total=end_step - start_step, desc=recipe.name, unit="step", disable=not (progress_bar and world.is_main))
     started, run_seen, seen, loss_sum, loss_count = time.perf_counter(), 0, 0, 0.0, 0
-    log.info("training %s (%s, %s): %d people, %d steps of %d per epoch", recipe.name, recipe.method,
-             recipe.strategy, schedule.num_people, schedule.total_steps, schedule.steps_per_epoch)
+    log.info("training %s (%s, %s): %d people, %d steps in %d epochs", recipe.name, recipe.method,
+             recipe.strategy, schedule.num_people, schedule.total_steps, recipe.epochs)
     for step, batch in zip(range(start_step, end_step), loader):
-        epoch = step // schedule.steps_per_epoch
+        epoch = schedule.epoch_of(step)
         model.train()
         n = 0 if batch is None else len(batch["index"])
         if dp_step is not None:
@@ -307,9 +325,10 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
         bar.set_postfix(epoch=f"{epoch + 1}/{recipe.epochs}",
                         samples_s=f"{run_seen / (time.perf_counter() - started):.1f}")
         done = step + 1
-        at_epoch_end = done % schedule.steps_per_epoch == 0
-        if world.is_main and (at_epoch_end or done % checkpoint_every == 0 or done == end_step):
-            progress = {"epoch": done // schedule.steps_per_epoch, "step": done, "samples": progress["samples"] + seen}
+        at_epoch_end = done in schedule.epoch_ends
+        periodic = recipe.checkpoint_every is not None and done % recipe.checkpoint_every == 0
+        if world.is_main and (at_epoch_end or periodic or done == end_step):
+            progress = {"epoch": schedule.epoch_of(step + 1), "step": done, "samples": progress["samples"] + seen}
             seen = 0
             if at_epoch_end:
                 entry = {"epoch": progress["epoch"]}
