@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 from . import __version__
-from .commands import card, export, privacy, zoo
+from .commands import card, export, infer, privacy, zoo
 from .errors import DPPoseZooError
 
 EPILOG_TRAIN = """examples:
@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="train", help="name in annotations/mpii_<split>.json (default: %(default)s)")
     p.set_defaults(func=_cmd_synth)
 
+    infer.add_parser(sub)
     privacy.add_parser(sub)
     export.add_parser(sub)
     zoo.add_parser(sub)

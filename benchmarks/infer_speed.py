@@ -1,0 +1,185 @@
+"""Inference speed on real footage (``../shared/data/vtest.avi``), in one run; prints a Markdown table.
+
+Measured on the same first ``--frames`` frames of the video:
+
+- decode-only frames/s (the ceiling: nothing is faster than reading the file);
+- end-to-end frames/s of ``run_inference`` (decode, motion detector every
+  ``--det-every`` frames, keypoint tracking, pose, drawing, video + JSON + CSV
+  writing) with the fp32 and the INT8 model;
+- ms per person crop (pose model only, crops batched per frame) and people per frame;
+- single person (``--boxes full`` on the same frames): our INT8 pipeline
+  (crop, pose, decode) against MediaPipe's BlazePose Full (``model_complexity=1``),
+  run by ``--mediapipe-python`` (a separate venv with ``mediapipe==0.10.14``; a
+  benchmark-only dependency that never enters the project's environment).
+
+The load average is printed beside the figures: these machines are shared,
+and a number measured at load 6 on 2 cores says less than one at load 0.
+
+    python benchmarks/infer_speed.py --model default --frames 100 --threads 2 \\
+        --mediapipe-python /tmp/mpvenv/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vtest.avi"
+
+MEDIAPIPE_SCRIPT = r"""
+import json, sys, time
+import cv2, mediapipe as mp
+path, n = sys.argv[1], int(sys.argv[2])
+cap = cv2.VideoCapture(path)
+frames = []
+while len(frames) < n:
+    ok, f = cap.read()
+    if not ok:
+        break
+    frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+with mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1) as pose:
+    pose.process(frames[0])  # graph start-up is not per-frame cost
+    found = 0
+    t = time.perf_counter()
+    for f in frames:
+        found += pose.process(f).pose_landmarks is not None
+    dt = time.perf_counter() - t
+print(json.dumps({"fps": len(frames) / dt, "frames": len(frames), "found": found, "version": mp.__version__}))
+"""
+
+
+def load_average() -> str:
+    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def read_frames(path: Path, n: int) -> tuple[list[np.ndarray], float]:
+    """The first ``n`` frames and the decode-only frames/s."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    t = time.perf_counter()
+    while len(frames) < n:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    dt = time.perf_counter() - t
+    cap.release()
+    if not frames:
+        sys.exit(f"cannot read {path}")
+    return frames, len(frames) / dt
+
+
+def end_to_end(estimator, video: Path, frames: int, det_every: int) -> dict:
+    """``run_inference`` on the video: frames/s, people per frame, and the ms per crop of the pose model."""
+    from dp_pose_zoo.detection import MotionDetector
+    from dp_pose_zoo.pipeline import InferOptions, run_inference
+    from dp_pose_zoo.sources import open_source
+
+    timed = {"crops": 0, "seconds": 0.0}
+    original = estimator.__call__
+
+    class Timed:
+        """The estimator, timed (what the tracker calls)."""
+
+        metadata = estimator.metadata
+        path = estimator.path
+
+        def __call__(self, image, boxes=None):
+            t = time.perf_counter()
+            out = original(image, boxes)
+            timed["seconds"] += time.perf_counter() - t
+            timed["crops"] += len(out)
+            return out
+
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = run_inference(open_source(video, max_frames=frames), Timed(), MotionDetector(),
+                                out_dir=Path(tmp) / "run", options=InferOptions(det_every=det_every))
+    return {"fps": summary.fps, "people_per_frame": summary.people_per_frame,
+            "ms_per_crop": 1000 * timed["seconds"] / max(1, timed["crops"]), "frames": summary.frames}
+
+
+def single_person(estimator, frames: list[np.ndarray]) -> float:
+    """frames/s of crop + pose + decode with one box filling the frame (``--boxes full``)."""
+    estimator(frames[0])
+    t = time.perf_counter()
+    for frame in frames:
+        estimator(frame)
+    return len(frames) / (time.perf_counter() - t)
+
+
+def mediapipe_fps(python: str | None, video: Path, n: int) -> tuple[dict | None, str]:
+    if not python:
+        return None, "not run (no --mediapipe-python)"
+    proc = subprocess.run([python, "-c", MEDIAPIPE_SCRIPT, str(video), str(n)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        return None, f"failed: {lines[-1] if lines else proc.returncode}"
+    return json.loads(proc.stdout.strip().splitlines()[-1]), "ok"
+
+
+def open_model(name: str, precision: str, threads: int | None):
+    from dp_pose_zoo.commands.infer import load_estimator
+
+    return load_estimator(name, precision=precision, threads=threads)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--video", type=Path, default=VIDEO)
+    p.add_argument("--model", default="default", help="a name from_pretrained resolves (fp32 and int8 from it)")
+    p.add_argument("--fp32", help="an fp32 .onnx instead of --model")
+    p.add_argument("--int8", help="an INT8 .onnx instead of --model")
+    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--det-every", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--mediapipe-python", help="python of a venv with mediapipe==0.10.14")
+    args = p.parse_args(argv)
+
+    from dp_pose_zoo.sources import quiet_video_backends
+
+    quiet_video_backends()
+    load_before = load_average()
+    frames, decode_fps = read_frames(args.video, args.frames)
+    fp32 = open_model(args.fp32 or args.model, "fp32", args.threads)
+    int8 = open_model(args.int8 or args.model, "int8", args.threads)
+    e2e = {name: end_to_end(m, args.video, len(frames), args.det_every) for name, m in (("fp32", fp32), ("int8", int8))}
+    ours_single = single_person(int8, frames)
+    mp_result, mp_status = mediapipe_fps(args.mediapipe_python, args.video, len(frames))
+    load_after = load_average()
+
+    h, w = frames[0].shape[:2]
+    print(f"video: {args.video.name} ({w}x{h}), first {len(frames)} frames; model input "
+          f"{fp32.input_size[0]}x{fp32.input_size[1]}; threads {args.threads or 'ORT default'}; "
+          f"det every {args.det_every}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print(f"load average (1, 5, 15 min): before {load_before}; after {load_after}\n")
+    print("| measure | value |\n|---|---|")
+    print(f"| decode only (ceiling) | {decode_fps:.1f} frames/s |")
+    for name in ("fp32", "int8"):
+        r = e2e[name]
+        print(f"| end to end, {name} (motion detector, tracking, pose, draw, write) | {r['fps']:.1f} frames/s |")
+    for name in ("fp32", "int8"):
+        print(f"| pose model, {name} | {e2e[name]['ms_per_crop']:.1f} ms per person crop |")
+    print(f"| people per frame (motion detector + keypoint tracking) | {e2e['int8']['people_per_frame']:.2f} |")
+    print(f"| single person (`--boxes full`), our INT8: crop + pose + decode | {ours_single:.1f} frames/s |")
+    if mp_result:
+        print(f"| single person, MediaPipe BlazePose Full {mp_result['version']} (`model_complexity=1`) | "
+              f"{mp_result['fps']:.1f} frames/s (pose found on {mp_result['found']}/{mp_result['frames']}) |")
+        print(f"| ratio: our INT8 / BlazePose Full (goal >= 1) | {ours_single / mp_result['fps']:.2f} |")
+    else:
+        print(f"| single person, MediaPipe BlazePose Full | {mp_status} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Inference on a whole source, by composition: source -> boxes/tracks -> pose -> smoothing -> sinks.
+
+Nothing here knows how any part works: :func:`run_inference` wires a
+:class:`~dp_pose_zoo.sources.Source`, a detector, a
+:class:`~dp_pose_zoo.runtime.PoseEstimator` (inside a
+:class:`~dp_pose_zoo.tracking.PoseTracker`), an optional
+:class:`~dp_pose_zoo.smoothing.PoseSmoother`, the drawing and anonymizing
+functions and the sinks, and returns a :class:`Summary`.
+
+The run folder is staged under a temporary name and renamed when the run
+ends (:func:`dp_pose_zoo.io.atomic_dir`), so an error or a kill leaves no
+half-written outputs. A video that breaks off mid-way is not an error: the
+frames before the break are kept and :attr:`Summary.stopped_early` says
+where it stopped. A webcam run ends with Ctrl-C (or ``max_frames``) and keeps
+everything up to then.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .anonymize import anonymize
+from .detection import BoxesFile, FullFrameDetector
+from .draw import draw_people
+from .errors import OutputError
+from .io import atomic_dir
+from .sinks import CsvSink, ImageSink, JsonSink, VideoSink, frame_record
+from .smoothing import PoseSmoother
+from .sources import Frame, Source
+from .tracking import PoseTracker
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VIDEO_FPS = 10.0  # for a webcam (or a video) that does not say
+
+
+@dataclass(frozen=True)
+class InferOptions:
+    """How to run; the CLI's flags, one to one."""
+
+    det_every: int = 5
+    smooth: bool = False
+    kpt_thr: float = 0.3
+    anonymize: str | None = None  # blur | pixelate | skeleton
+    anonymize_region: str = "face"  # face | body
+    draw_boxes: bool = True
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Summary:
+    """What a run did and where its outputs are."""
+
+    frames: int
+    people: int  # person-instances over all frames
+    tracks: int  # distinct track ids (video) or people (images)
+    seconds: float  # wall time of the frame loop: decode, detect, pose, draw, write
+    run_dir: Path
+    outputs: list[Path] = field(default_factory=list)
+    stopped_early: str | None = None
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def people_per_frame(self) -> float:
+        return self.people / self.frames if self.frames else 0.0
+
+    def to_dict(self) -> dict:
+        return {"frames": self.frames, "people": self.people, "tracks": self.tracks,
+                "seconds": round(self.seconds, 3), "fps": round(self.fps, 3),
+                "people_per_frame": round(self.people_per_frame, 3), "stopped_early": self.stopped_early,
+                "skipped": self.skipped}
+
+    def line(self) -> str:
+        """The one-line summary the CLI prints."""
+        who = f"{self.tracks} tracks" if self.tracks != self.people else f"{self.people} people"
+        return (f"{self.frames} frames, {self.people} people found ({self.people_per_frame:.1f}/frame, {who}), "
+                f"{self.fps:.1f} frames/s -> {self.run_dir}")
+
+
+def model_description(estimator) -> dict:
+    """What the JSON says about the model: path, input size, precision, weights hash, privacy block."""
+    meta = estimator.metadata
+    return {"path": str(getattr(estimator, "path", "")), "input_size": list(meta.get("input_size", ())),
+            "precision": meta.get("precision"), "weights_sha256": meta.get("weights_sha256"),
+            "model_name": meta.get("model_name"), "privacy": meta.get("privacy")}
+
+
+def prepare_run_dir(out_dir: str | os.PathLike) -> Path:
+    """Check that ``out_dir`` can be created (and does not exist) before any work is done."""
+    out = Path(out_dir)
+    if out.exists():
+        raise OutputError(f"output folder {out} already exists; choose another --out")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create output folder {out}: {e.strerror or e}") from None
+    if not os.access(out.parent, os.W_OK):
+        raise OutputError(f"cannot create output folder {out}: {out.parent} is not writable")
+    return out
+
+
+def run_inference(source: Source, estimator, detector: Callable, *, out_dir: str | os.PathLike,
+                  options: InferOptions | None = None, on_frame: Callable[[Frame, list], None] | None = None,
+                  settings: dict | None = None) -> Summary:
+    """Run ``estimator`` over every frame of ``source`` and write the run folder ``out_dir``."""
+    options = options or InferOptions()
+    out = prepare_run_dir(out_dir)
+    privacy = estimator.metadata.get("privacy")
+    independent = source.independent_frames
+    box_source = "file" if isinstance(detector, BoxesFile) else ("full" if isinstance(detector, FullFrameDetector)
+                                                                  else "detector")
+    tracker = PoseTracker(estimator, detector, det_every=1 if independent else options.det_every,
+                          kpt_thr=options.kpt_thr, box_source=box_source)
+    smoother = PoseSmoother() if options.smooth and not independent else None
+    header = {"source": source.describe(), "model": model_description(estimator),
+              "settings": {**options.to_dict(), "detector": getattr(detector, "name", type(detector).__name__),
+                           **(settings or {})}}
+    frames = people_total = 0
+    tracks: set[int] = set()
+    try:
+        staging_ctx = atomic_dir(out)
+        staging = staging_ctx.__enter__()
+    except OSError as e:
+        raise OutputError(f"cannot create output folder {out}: {e.strerror or e}") from None
+    sinks: list = []
+    start = time.perf_counter()
+    try:
+        json_sink = JsonSink(staging / "keypoints.json", header=header)
+        sinks.append(json_sink)
+        csv_sink = CsvSink(staging / "keypoints.csv")
+        sinks.append(csv_sink)
+        image_sink = ImageSink(staging) if independent else None
+        video_sink: VideoSink | None = None
+        try:
+            for frame in source:
+                if independent:
+                    tracker.reset()
+                given = detector.boxes_for(frame.index, frame.name) if isinstance(detector, BoxesFile) else None
+                found = tracker(frame.image, boxes=given)
+                if smoother is not None:
+                    for person in found:
+                        person.keypoints = smoother(person.track_id, person.keypoints, frame.timestamp)
+                    smoother.end_frame()
+                canvas = render(frame.image, found, options=options, privacy=privacy)
+                if image_sink is not None:
+                    image_sink.write(canvas, frame.name)
+                else:
+                    if video_sink is None:
+                        video_sink = VideoSink(staging / f"{source.name}.mp4", fps=source.fps or DEFAULT_VIDEO_FPS,
+                                               size=(canvas.shape[1], canvas.shape[0]))
+                        sinks.append(video_sink)
+                    video_sink.write(canvas)
+                record = frame_record(frame, found)
+                json_sink.write(record)
+                csv_sink.write(record)
+                frames += 1
+                people_total += len(found)
+                tracks.update(p.track_id for p in found)
+                if on_frame is not None:
+                    on_frame(frame, found)
+        except KeyboardInterrupt:
+            if source.kind != "webcam" or frames == 0:
+                raise
+            log.info("stopped by the user after %d frames", frames)
+        seconds = time.perf_counter() - start
+        summary = Summary(frames=frames, people=people_total, tracks=people_total if independent else len(tracks),
+                          seconds=seconds, run_dir=out, stopped_early=source.stopped_early,
+                          skipped=[str(p) for p in getattr(source, "skipped", [])])
+        json_sink.close(summary=summary.to_dict())
+        csv_sink.close()
+        if video_sink is not None:
+            video_sink.close()
+        names = [s.path.name for s in (json_sink, csv_sink, video_sink) if s is not None]
+        names += [p.name for p in (image_sink.paths if image_sink else [])]
+    except BaseException as e:
+        for sink in sinks:
+            sink.abort()
+        source.close()
+        staging_ctx.__exit__(type(e), e, e.__traceback__)
+        raise
+    source.close()
+    try:
+        staging_ctx.__exit__(None, None, None)
+    except OSError as e:
+        raise OutputError(f"cannot finish output folder {out}: {e}") from None
+    summary.outputs = [out / n for n in names]
+    return summary
+
+
+def render(image, people: list, *, options: InferOptions, privacy: dict | None):
+    """The annotated frame: anonymized first (if asked), then skeletons, boxes and the privacy label."""
+    base = anonymize(image, people, mode=options.anonymize, region=options.anonymize_region,
+                     kpt_thr=options.kpt_thr) if options.anonymize else image
+    return draw_people(base, people, kpt_thr=options.kpt_thr, boxes=options.draw_boxes, privacy=privacy,
+                       copy=base is image)
