@@ -78,6 +78,14 @@ def test_finetune_strategy_trains_stage4_head_and_layernorms(model):
     assert len(set(model.set_strategy("full"))) == len(list(model.parameters()))
 
 
+def test_finetune_freezes_groupnorm_like_the_batchnorm_it_replaces(small_model_config):
+    m = TinyViTSimCC(ModelConfig(input_size=small_model_config.input_size, norm="group-norm"))
+    trainable = set(m.set_strategy("finetune"))
+    group_norms = [n for n, mod in m.named_modules() if isinstance(mod, nn.GroupNorm)]
+    assert all((f"{n}.weight" in trainable) == n.startswith("backbone.stages.3.") for n in group_norms)
+    assert m.frozen_prefix() == 3
+
+
 def test_bad_config_is_refused():
     with pytest.raises(RecipeError, match="multiples of 32"):
         ModelConfig(input_size=(250, 192))

@@ -158,12 +158,14 @@ class TinyViTSimCC(nn.Module):
         """Set ``requires_grad`` for a training strategy; return the trainable names.
 
         ``finetune`` (the paper's): stages 1-3 frozen; stage 4, the head and every
-        LayerNorm train. ``full`` and ``scratch``: everything trains.
+        LayerNorm train. A GroupNorm that stands in for BatchNorm stays frozen in
+        stages 1-3, like the BatchNorm it replaces. ``full`` and ``scratch``:
+        everything trains.
         """
         if strategy not in STRATEGIES:
             raise RecipeError(f"strategy must be one of {STRATEGIES}; got {strategy!r}")
         layer_norm_params = {
-            id(p) for m in self.modules() if isinstance(m, (nn.LayerNorm, nn.GroupNorm)) for p in m.parameters()
+            id(p) for m in self.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()
         } if strategy == "finetune" else set()
         trainable = []
         for name, p in self.named_parameters():
