@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import ROUND_CEILING, Decimal
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -33,6 +34,17 @@ from typing import Any, Mapping
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .errors import CardError
+
+def format_epsilon(epsilon: float, digits: int = 4) -> str:
+    """``epsilon`` as text rounded UP to ``digits`` significant digits: a display never shows less than was spent."""
+    if math.isinf(epsilon):
+        return "inf"
+    if not math.isfinite(epsilon) or epsilon == 0:
+        return repr(epsilon)
+    exact = Decimal(epsilon)  # the float's exact binary value
+    rounded = exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding=ROUND_CEILING)
+    return f"{rounded:f}" if -6 <= rounded.adjusted() < 15 else f"{rounded:E}"
+
 
 PRIVACY_UNIT = "one annotated person instance"
 LIBRARY_NAME = "dp-pose-zoo"
@@ -89,7 +101,7 @@ def render_card(*, name: str, privacy: PrivacyBlock, weights_sha256: str, train_
         weights_sha256=weights_sha256,
         **({"files": {k: dict(v) for k, v in files.items()}} if files else {}),
     )
-    eps = "infinite (no privacy guarantee)" if math.isinf(privacy.epsilon) else f"{privacy.epsilon}"
+    eps = "infinite (no privacy guarantee)" if math.isinf(privacy.epsilon) else format_epsilon(privacy.epsilon, 6)
     lines = [
         f"# {name}",
         "",

@@ -13,11 +13,13 @@ glyphs of their own (:func:`put_text`).
 from __future__ import annotations
 
 import math
+from decimal import ROUND_CEILING, Decimal
 from typing import Any, Iterable
 
 import cv2
 import numpy as np
 
+from .card import format_epsilon
 from .skeleton import LIMBS
 
 # BGR by side: 0 centre, 1 left, 2 right (the person's own left and right).
@@ -51,9 +53,9 @@ def _fmt(value: Any) -> str:
 def _fmt_epsilon(eps: float) -> str:
     """Epsilon rounded UP to two decimals (a label never shows less than was spent): 7.931 -> 7.94, 8 -> 8.0."""
     if eps >= 1e4 or eps < 0.01:
-        return f"{eps:.3g}"
-    up = math.ceil(round(eps * 100, 6)) / 100
-    text = f"{up:.2f}".rstrip("0")
+        return format_epsilon(eps, 3)
+    up = Decimal(eps).quantize(Decimal("0.01"), rounding=ROUND_CEILING)  # exact: no float rounding first
+    text = f"{up:f}".rstrip("0")
     return text + "0" if text.endswith(".") else text
 
 

@@ -150,3 +150,18 @@ def test_the_trainers_card_validates(tiny_checkpoint):
     assert card.privacy.method in ("non-private", "dp-sgd", "pdp-sgd")
     assert card.weights_sha256 and len(card.weights_sha256) == 64
     assert card.privacy.privacy_unit == "one annotated person instance"
+
+
+def test_format_epsilon_never_shows_less_than_was_spent():
+    from decimal import Decimal
+
+    import numpy as np
+
+    from dp_pose_zoo.card import format_epsilon
+
+    assert format_epsilon(7.9300000001) == "7.931"  # rounding to nearest would show 7.930
+    assert format_epsilon(8.0) == "8.000" and format_epsilon(float("inf")) == "inf"
+    for eps in np.random.default_rng(0).uniform(1e-3, 50, 2000):
+        text = format_epsilon(float(eps), 3)
+        assert Decimal(text) >= Decimal(float(eps))
+        assert Decimal(text) - Decimal(float(eps)) <= Decimal(10) ** (Decimal(float(eps)).adjusted() - 2)

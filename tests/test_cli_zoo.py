@@ -59,7 +59,7 @@ def test_list_on_a_fresh_install_shows_the_embedded_default(tmp_path):
     assert result.returncode == 0, result.stderr
     header, row = result.stdout.splitlines()
     assert header.split() == ["NAME", "METHOD", "EPSILON", "DELTA", "C", "STRATEGY", "DATA", "PCKH", "SIZE", "WHERE"]
-    assert row.split() == ["default", "dp-sgd", "4", "1e-05", "0.1", "scratch", "synthpose:private-train:16",
+    assert row.split() == ["default", "dp-sgd", "4.000", "1e-05", "0.1", "scratch", "synthpose:private-train:16",
                            "42.50", row.split()[8], "embedded"]
     as_json = run_cli(["zoo", "list", "--json"], hub_env(tmp_path, None, DP_POSE_ZOO_DEFAULT_DIR=str(default)))
     (entry,) = json.loads(as_json.stdout)
@@ -142,7 +142,7 @@ def test_card_prints_the_stamped_card(main, tmp_path, capsys):
     assert "training_state.pt" not in out and "privacy_journal" not in out
     assert main(["card", str(rel), "--check"]) == 0
     line = capsys.readouterr().out.strip()
-    assert line.startswith("ok: tiny-dp (dp-sgd, epsilon 1.25, delta 1e-05, C 0.1;") and "\n" not in line
+    assert line.startswith("ok: tiny-dp (dp-sgd, epsilon 1.25000, delta 1e-05, C 0.1;") and "\n" not in line
 
 
 @pytest.mark.parametrize("damage, match", [

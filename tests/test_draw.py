@@ -18,6 +18,7 @@ def test_privacy_label():
     block = {"epsilon": 8.0, "delta": 1e-5, "clipping_norm": 1.0, "method": "dp-sgd"}
     assert privacy_label(block) == "ε=8.0 (δ=1e-05, C=1.0) dp-sgd"
     assert privacy_label({**block, "epsilon": 7.931}).startswith("ε=7.94 ")  # rounded up, never down
+    assert privacy_label({**block, "epsilon": 7.9300000001}).startswith("ε=7.94 ")
     assert privacy_label({"epsilon": math.inf, "method": "non-private"}) == "ε=∞ non-private"
     assert privacy_label(None).startswith("privacy unknown")
 

@@ -16,6 +16,7 @@ import argparse
 import math
 from pathlib import Path
 
+from ..card import format_epsilon
 from ..errors import CheckpointError
 
 EPILOG = """examples:
@@ -46,7 +47,7 @@ def run(args) -> int:
     card = stamped_card(folder)  # parses, validates, checks the weights, config.json and ONNX exports against it
     if args.check:
         p = card.privacy
-        eps = "inf" if math.isinf(p.epsilon) else f"{p.epsilon:g}"
+        eps = format_epsilon(p.epsilon, 6)
         print(f"ok: {card.name} ({p.method}, epsilon {eps}, delta {p.delta}, C {p.clipping_norm}; "
               f"{len(card.files)} files hashed)")
     else:

@@ -14,6 +14,7 @@ import math
 from decimal import ROUND_CEILING, Decimal
 from fractions import Fraction
 
+from ..card import format_epsilon
 from ..errors import PrivacyError
 
 EPILOG = """examples:
@@ -128,12 +129,7 @@ def _steps(args, q: Fraction) -> int:
 
 def ceil_sig(x: float, digits: int = DISPLAY_DIGITS) -> str:
     """``x`` rounded UP to ``digits`` significant digits, as text (never shows less than ``x``)."""
-    if not math.isfinite(x) or x == 0:
-        return repr(x) if not math.isinf(x) else "inf"
-    d = Decimal(x)  # exact binary value
-    quantum = Decimal(1).scaleb(d.adjusted() - digits + 1)
-    rounded = d.quantize(quantum, rounding=ROUND_CEILING)
-    return f"{rounded:f}" if -6 <= rounded.adjusted() < 15 else f"{rounded:E}"
+    return format_epsilon(x, digits)
 
 
 def _human(r: dict) -> str:

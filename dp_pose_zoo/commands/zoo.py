@@ -11,6 +11,8 @@ import argparse
 import json
 import math
 
+from ..card import format_epsilon
+
 EPILOG = """examples:
   dp-pose zoo list                                  # embedded default + checkpoints in the Hub cache
   dp-pose zoo list --max-epsilon 1.0 --method pdp-sgd
@@ -92,7 +94,7 @@ def run_pull(args) -> int:
                           "method": p.method, "epsilon": _num(p.epsilon), "delta": p.delta,
                           "clipping_norm": p.clipping_norm, "verified": True}))
     else:
-        print(f"{pulled.repo_id}@{pulled.commit[:12]}: verified ({p.method}, epsilon {_num(p.epsilon)}, "
+        print(f"{pulled.repo_id}@{pulled.commit[:12]}: verified ({p.method}, epsilon {format_epsilon(p.epsilon)}, "
               f"delta {p.delta}, C {p.clipping_norm})")
         print(f"path: {pulled.path}")
     return 0
@@ -117,5 +119,6 @@ def _row(d: dict) -> list[str]:
     size = d["size"]
     size_text = "-" if size is None else (f"{size / 1e6:.1f}MB" if size >= 1e5 else f"{size / 1e3:.1f}kB")
     pckh = "-" if d["pckh"] is None else f"{d['pckh']:.2f}"
-    return [d["name"], d["method"], fmt(d["epsilon"]), fmt(d["delta"]), fmt(d["clipping_norm"]),
+    eps = "-" if d["epsilon"] is None else format_epsilon(float(d["epsilon"]))
+    return [d["name"], d["method"], eps, fmt(d["delta"]), fmt(d["clipping_norm"]),
             fmt(d["strategy"]), fmt(d["data"]), pckh, size_text, "+".join(d["where"])]
