@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from .card import format_epsilon
-from .skeleton import LIMBS
+from .skeleton import DEFAULT_KPT_THR, LIMBS
 
 # BGR by side: 0 centre, 1 left, 2 right (the person's own left and right).
 SIDE_COLORS: dict[int, tuple[int, int, int]] = {0: (255, 170, 60), 1: (60, 220, 60), 2: (40, 140, 255)}
@@ -150,7 +150,8 @@ def draw_label(image: np.ndarray, text: str, *, corner: str = "top-left", scale:
     return put_text(image, text, (x + pad, y + th + pad), scale=scale, thickness=thickness)
 
 
-def draw_skeleton(image: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, *, kpt_thr: float = 0.3,
+def draw_skeleton(image: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, *,
+                  kpt_thr: float = DEFAULT_KPT_THR,
                   radius: int | None = None, thickness: int | None = None) -> np.ndarray:
     """Bones coloured by side and joints as dots; joints under ``kpt_thr`` (and their bones) are hidden."""
     pts = np.asarray(keypoints, dtype=np.float64)
@@ -191,7 +192,7 @@ def draw_box(image: np.ndarray, box: np.ndarray, *, track_id: int | None = None,
     return image
 
 
-def draw_people(image: np.ndarray, people: Iterable, *, kpt_thr: float = 0.3, boxes: bool = True,
+def draw_people(image: np.ndarray, people: Iterable, *, kpt_thr: float = DEFAULT_KPT_THR, boxes: bool = True,
                 privacy: dict | None | bool = False, copy: bool = True) -> np.ndarray:
     """Skeletons (and boxes with track ids) of ``people`` -- :class:`~dp_pose_zoo.runtime.Person` or
     :class:`~dp_pose_zoo.tracking.TrackedPerson` -- and, unless ``privacy`` is False, the privacy label.

@@ -29,6 +29,7 @@ from .detection import BoxesFile, FullFrameDetector
 from .draw import draw_people
 from .errors import OutputError
 from .io import atomic_dir
+from .skeleton import DEFAULT_KPT_THR
 from .sinks import CsvSink, ImageSink, JsonSink, VideoSink, frame_record
 from .smoothing import PoseSmoother
 from .sources import Frame, Source
@@ -45,7 +46,7 @@ class InferOptions:
 
     det_every: int = 5
     smooth: bool = False
-    kpt_thr: float = 0.3
+    kpt_thr: float = DEFAULT_KPT_THR
     anonymize: str | None = None  # blur | pixelate | skeleton
     anonymize_region: str = "face"  # face | body
     draw_boxes: bool = True

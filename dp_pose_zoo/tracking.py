@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .detection import box_iou
+from .skeleton import DEFAULT_KPT_THR
 
 BOX_SOURCES = ("detector", "keypoints", "file", "full")
 
@@ -32,7 +33,8 @@ class TrackedPerson:
     box_source: str = "detector"  # one of BOX_SOURCES
 
 
-def keypoints_to_box(keypoints: np.ndarray, scores: np.ndarray, *, kpt_thr: float = 0.3, expand: float = 1.2,
+def keypoints_to_box(keypoints: np.ndarray, scores: np.ndarray, *, kpt_thr: float = DEFAULT_KPT_THR,
+                     expand: float = 1.2,
                      min_joints: int = 4, frame_size: tuple[int, int] | None = None) -> np.ndarray | None:
     """The box around the confident joints, enlarged by ``expand`` about its centre; None if too few joints.
 
@@ -153,7 +155,8 @@ class PoseTracker:
     ``frame -> (N, 5)`` from :mod:`dp_pose_zoo.detection`.
     """
 
-    def __init__(self, estimator: Callable, detector: Callable, *, det_every: int = 5, kpt_thr: float = 0.3,
+    def __init__(self, estimator: Callable, detector: Callable, *, det_every: int = 5,
+                 kpt_thr: float = DEFAULT_KPT_THR,
                  iou_thr: float = 0.3, max_age: int = 10, box_source: str = "detector"):
         if det_every < 1:
             raise ValueError(f"det_every must be at least 1, got {det_every}")

@@ -14,6 +14,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from ..skeleton import DEFAULT_KPT_THR
 
 RUNS_ROOT = Path("runs") / "infer"
 
@@ -50,7 +51,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--det-every", type=int, default=5, metavar="N",
                    help="run the detector every N frames; in between, boxes follow the keypoints (default: 5)")
     p.add_argument("--smooth", action="store_true", help="One-Euro filter on each joint (video and webcam)")
-    p.add_argument("--kpt-thr", type=float, default=0.3, metavar="T",
+    p.add_argument("--kpt-thr", type=float, default=DEFAULT_KPT_THR, metavar="T",
                    help="hide joints scored under T (SimCC peak, as RTMPose) in the drawing (default: %(default)s)")
     p.add_argument("--anonymize", choices=("blur", "pixelate", "skeleton"),
                    help="hide who the people are in the output video/images")
