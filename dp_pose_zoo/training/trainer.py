@@ -322,7 +322,9 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
         scheduler.step()
         seen, run_seen = seen + n, run_seen + n
         bar.update(1)
-        bar.set_postfix(epoch=f"{epoch + 1}/{recipe.epochs}",
+        # Loss is shown for non-private runs only: a private run's loss is itself a statistic of private data.
+        shown = {"loss": f"{loss:.4f}"} if dp_step is None else {}
+        bar.set_postfix(epoch=f"{epoch + 1}/{recipe.epochs}", **shown,
                         samples_s=f"{run_seen / (time.perf_counter() - started):.1f}")
         done = step + 1
         at_epoch_end = done in schedule.epoch_ends
