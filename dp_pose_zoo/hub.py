@@ -20,7 +20,6 @@ journal never leave the machine, and nothing here can unpickle a file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -34,6 +33,7 @@ from pathlib import Path
 
 from .card import Card, FileHash, load_card
 from .errors import CardError, CheckpointError, HubError, IntegrityError, UnknownModelError
+from .io import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +56,6 @@ class Pulled:
     commit: str
     path: Path
     card: Card
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def parse_repo_ref(ref: str) -> tuple[str, str | None]:

@@ -6,11 +6,14 @@ a list of :class:`PersonRecord` plus a way to load the image each one is in.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
+from ..errors import DatasetError
 from ..skeleton import NUM_JOINTS
 
 # MPII's ``scale`` is the person's height in pixels divided by this.
@@ -58,3 +61,13 @@ class PoseDataset:
 
     def image_ids(self) -> set[str]:
         return {r.image_id for r in self.records}
+
+
+def read_json(json_file: Path) -> Any:
+    """An annotation file's JSON, or a one-line DatasetError naming the file."""
+    try:
+        with open(json_file, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatasetError(f"{json_file}: not valid JSON ({reason})") from None

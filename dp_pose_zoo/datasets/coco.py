@@ -10,7 +10,6 @@ in ``PersonRecord.derived``. The usual layout is::
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +19,7 @@ import numpy as np
 from ..errors import DatasetError, DatasetNotFoundError
 from ..geometry import bbox_to_center_scale
 from ..skeleton import JOINT_INDEX, coco_to_mpii
-from .base import PersonRecord, PoseDataset
+from .base import PersonRecord, PoseDataset, read_json
 from .mpii import image_loader
 
 _HEAD_TOP = JOINT_INDEX["head_top"]
@@ -89,12 +88,7 @@ def derive_head_box(joints: np.ndarray, visible: np.ndarray) -> np.ndarray | Non
 
 def _read_json_object(json_file: Path) -> dict[str, Any]:
     """The COCO JSON with ``images`` and ``annotations`` lists, or a one-line DatasetError."""
-    try:
-        with open(json_file, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DatasetError(f"{json_file}: not valid JSON ({reason})") from None
+    data = read_json(json_file)
     if not isinstance(data, dict):
         raise DatasetError(f"{json_file}: expected a COCO object with 'images' and 'annotations'")
     for key in ("images", "annotations"):

@@ -18,7 +18,6 @@ the SynthPose writer adds).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 
 from ..errors import DatasetError, DatasetNotFoundError, MissingExtraError
 from ..skeleton import NUM_JOINTS
-from .base import PersonRecord, PoseDataset
+from .base import PersonRecord, PoseDataset, read_json
 
 _REQUIRED_KEYS = ("image", "center", "scale", "joints", "joints_vis")
 
@@ -94,12 +93,7 @@ def _resolve_layout(path: Path, split: str) -> tuple[Path, Path]:
 
 def _read_json_list(json_file: Path) -> list[Any]:
     """The JSON's top-level list, or a one-line DatasetError naming the file."""
-    try:
-        with open(json_file, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DatasetError(f"{json_file}: not valid JSON ({reason})") from None
+    data = read_json(json_file)
     if not isinstance(data, list):
         raise DatasetError(f"{json_file}: expected a list of person records, got {type(data).__name__}")
     return data

@@ -8,7 +8,6 @@ progress, metrics, weights' sha256), ``README.md`` (the model card) and
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
-from ..io import atomic_dir, recover_dir
+from ..io import atomic_dir, recover_dir, sha256_file
 from .model import ModelConfig, TinyViTSimCC
 
 FORMAT_VERSION = 1
@@ -26,14 +25,6 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "README.md"
 TRAINING_STATE = "training_state.pt"
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_checkpoint(out_dir: str | Path, model: TinyViTSimCC, *, recipe: dict, progress: dict,
