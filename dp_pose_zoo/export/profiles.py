@@ -12,9 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from ..errors import RecipeError
+from ..yaml_mapping import read_yaml_mapping
 
 # The profiles ship beside the package in a source checkout; DP_POSE_PROFILES points elsewhere.
 PROFILE_DIR = Path(os.environ.get("DP_POSE_PROFILES", Path(__file__).resolve().parents[2] / "export" / "profiles"))
@@ -78,12 +77,7 @@ def load_profile(name_or_path: str | os.PathLike, *, directory: Path = PROFILE_D
     if not path.is_file():
         known = ", ".join(available_profiles(directory)) or f"none found in {directory}"
         raise RecipeError(f"unknown export profile {str(name_or_path)!r}; known: {known}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise RecipeError(f"profile {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"profile {path} must be a YAML mapping")
+    data = read_yaml_mapping(path, "profile")
     data.setdefault("name", path.stem)
     known = {f.name for f in dataclasses.fields(QuantProfile)}
     unknown = sorted(set(data) - known)

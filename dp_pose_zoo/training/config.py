@@ -6,9 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from ..errors import RecipeError
+from ..yaml_mapping import read_yaml_mapping
 from .data import AugmentConfig
 from .model import STRATEGIES, ModelConfig
 
@@ -117,12 +116,7 @@ def load_recipe(path: str | Path, **overrides) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise RecipeError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"recipe {path} must be a YAML mapping")
+    data = read_yaml_mapping(path, "recipe")
     data.setdefault("name", path.stem)
     for key, value in overrides.items():
         if value is CLEAR:
