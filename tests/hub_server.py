@@ -286,31 +286,36 @@ def _handler_for(hub: HubServer):
 
 
 # -- fake releases to serve ----------------------------------------------------------------------
-def tiny_onnx(path, *, privacy: dict, weights_sha256: str, height: int = 32, width: int = 24) -> None:
-    """A real, tiny SimCC-shaped ONNX model with our metadata (pooled colour -> logits): runs in microseconds."""
+def simcc_onnx(*, height: int, width: int, joints: int, outputs: tuple[str, str] = ("simcc_x", "simcc_y")):
+    """A real, tiny SimCC-shaped ONNX model without metadata (pooled colour -> logits): runs in microseconds."""
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper
 
-    from dp_pose_zoo.runtime.metadata import FORMAT_VERSION, encode_metadata
-    from dp_pose_zoo.skeleton import JOINT_NAMES
-
-    joints = len(JOINT_NAMES)
     x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, height, width])
-    outs = [helper.make_tensor_value_info(f"simcc_{a}", TensorProto.FLOAT, ["N", joints, 2 * n])
-            for a, n in (("x", width), ("y", height))]
     rng = np.random.default_rng(0)
     inits = [helper.make_tensor("flat", TensorProto.INT64, [2], [0, 3])]
     nodes = [helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
              helper.make_node("Reshape", ["pooled", "flat"], ["colour"])]
-    for axis, bins in (("x", 2 * width), ("y", 2 * height)):
+    outs = []
+    for axis, bins, output in zip("xy", (2 * width, 2 * height), outputs):
+        outs.append(helper.make_tensor_value_info(output, TensorProto.FLOAT, ["N", joints, bins]))
         inits += [helper.make_tensor(f"w{axis}", TensorProto.FLOAT, [3, joints * bins],
                                      rng.normal(size=3 * joints * bins).astype(np.float32)),
                   helper.make_tensor(f"s{axis}", TensorProto.INT64, [3], [0, joints, bins])]
         nodes += [helper.make_node("MatMul", ["colour", f"w{axis}"], [f"m{axis}"]),
-                  helper.make_node("Reshape", [f"m{axis}", f"s{axis}"], [f"simcc_{axis}"])]
-    model = helper.make_model(helper.make_graph(nodes, "tiny", [x], outs, inits),
-                              opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+                  helper.make_node("Reshape", [f"m{axis}", f"s{axis}"], [output])]
+    return helper.make_model(helper.make_graph(nodes, "tiny", [x], outs, inits),
+                             opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def tiny_onnx(path, *, privacy: dict, weights_sha256: str, height: int = 32, width: int = 24) -> None:
+    """``simcc_onnx`` for our joints, with our metadata."""
+    import onnx
+
+    from dp_pose_zoo.runtime.metadata import FORMAT_VERSION, encode_metadata
+    from dp_pose_zoo.skeleton import JOINT_NAMES
+
+    model = simcc_onnx(height=height, width=width, joints=len(JOINT_NAMES))
     meta = encode_metadata({"format_version": FORMAT_VERSION, "privacy": privacy, "input_size": [height, width],
                             "split_ratio": 2.0, "joint_names": list(JOINT_NAMES),
                             "weights_sha256": weights_sha256, "precision": "fp32"})

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from dp_pose_zoo.errors import CheckpointError
 from dp_pose_zoo.runtime import OnnxModel, Person, PoseEstimator, decode_metadata, encode_metadata
 from dp_pose_zoo.runtime.pose_estimator import boxes_to_center_scale, crop_batch, decode_to_frame
 from dp_pose_zoo.skeleton import JOINT_NAMES
+
+sys.path.insert(0, str(Path(__file__).parent))
+from hub_server import simcc_onnx  # noqa: E402
 
 COCO_DIR = Path(__file__).parent / "data" / "coco-sample"
 
@@ -127,22 +130,8 @@ def test_corrupt_and_truncated_files_are_refused_in_one_line(onnx_path, tmp_path
 
 
 def _foreign_model(path: Path, *, height: int = 64, width: int = 48, joints: int = 16) -> Path:
-    """A plain ONNX model (no dp_pose_zoo metadata) with a SimCC-shaped layout: pooled colour -> logits."""
-    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, height, width])
-    ox = helper.make_tensor_value_info("out_x", TensorProto.FLOAT, ["N", joints, 2 * width])
-    oy = helper.make_tensor_value_info("out_y", TensorProto.FLOAT, ["N", joints, 2 * height])
-    rng = np.random.default_rng(0)
-    inits = [helper.make_tensor("flat", TensorProto.INT64, [3], [0, 1, 3])]
-    nodes = [helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
-             helper.make_node("Reshape", ["pooled", "flat"], ["colour"])]
-    for axis, bins in (("x", 2 * width), ("y", 2 * height)):
-        inits += [helper.make_tensor(f"w{axis}", TensorProto.FLOAT, [3, joints * bins],
-                                     rng.normal(size=3 * joints * bins).astype(np.float32)),
-                  helper.make_tensor(f"s{axis}", TensorProto.INT64, [3], [0, joints, bins])]
-        nodes += [helper.make_node("MatMul", ["colour", f"w{axis}"], [f"m{axis}"]),
-                  helper.make_node("Reshape", [f"m{axis}", f"s{axis}"], [f"out_{axis}"])]
-    graph = helper.make_graph(nodes, "foreign", [x], [ox, oy], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    """A plain ONNX model (no dp_pose_zoo metadata, its own output names) with a SimCC-shaped layout."""
+    model = simcc_onnx(height=height, width=width, joints=joints, outputs=("out_x", "out_y"))
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
