@@ -52,20 +52,20 @@ def all_reduce_sum(tensors: dict[str, torch.Tensor], world: World) -> dict[str, 
 
 def broadcast_int(value: int, world: World) -> int:
     """Rank 0's ``value`` on every rank."""
-    if world.size == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.int64)
-    dist.broadcast(t, src=0)
-    return int(t.item())
+    return int(_broadcast_scalar(value, torch.int64, world))
 
 
 def broadcast_float(value: float, world: World) -> float:
     """Rank 0's ``value`` on every rank, exactly (float64)."""
+    return float(_broadcast_scalar(value, torch.float64, world))
+
+
+def _broadcast_scalar(value, dtype: torch.dtype, world: World):
     if world.size == 1:
         return value
-    t = torch.tensor([value], dtype=torch.float64)
+    t = torch.tensor([value], dtype=dtype)
     dist.broadcast(t, src=0)
-    return float(t.item())
+    return t.item()
 
 
 def shutdown(world: World) -> None:
