@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 from . import __version__
-from .commands import card, export, infer, privacy, zoo
+from .commands import card, demo, export, infer, privacy, zoo
 from .errors import DPPoseZooError
 
 EPILOG_TRAIN = """examples:
@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_parser(sub)
     zoo.add_parser(sub)
     card.add_parser(sub)
+    demo.add_parser(sub)
     return parser
 
 
