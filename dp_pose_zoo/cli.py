@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 from . import __version__
-from .commands import card, demo, export, infer, privacy, zoo
+from .commands import audit, card, demo, export, infer, privacy, zoo
 from .errors import DPPoseZooError
 
 EPILOG_TRAIN = """examples:
@@ -51,8 +51,11 @@ def _cmd_train(args) -> int:
     from .training.trainer import train
 
     logging.getLogger("dp_pose_zoo").setLevel(logging.INFO)  # calibration and privacy spent are for the user
+    if args.stop_after_epochs is not None and args.stop_after_epochs < 1:
+        raise _usage(f"--stop-after-epochs must be at least 1; got {args.stop_after_epochs}")
     if args.resume:
-        out = train(None, args.resume, resume=True, progress_bar=not args.quiet)
+        out = train(None, args.resume, resume=True, progress_bar=not args.quiet,
+                    stop_after_epochs=args.stop_after_epochs)
     else:
         if not args.recipe:
             raise _usage("train needs --recipe R.yaml (or --resume DIR)")
@@ -63,7 +66,8 @@ def _cmd_train(args) -> int:
         if args.noise_multiplier is not None and args.epsilon is None:
             overrides["epsilon"] = CLEAR
         recipe = load_recipe(args.recipe, **overrides)
-        out = train(recipe, args.out or f"runs/{recipe.name}", progress_bar=not args.quiet)
+        out = train(recipe, args.out or f"runs/{recipe.name}", progress_bar=not args.quiet,
+                    stop_after_epochs=args.stop_after_epochs)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"checkpoint: {out}")
     return 0
@@ -130,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="checkpoint directory to write (default: runs/<recipe name>)")
     p.add_argument("--resume", metavar="DIR", help="continue the checkpoint in DIR where it stopped")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    p.add_argument("--stop-after-epochs", type=int, metavar="N",
+                   help="stop after N epochs of this run (the schedule still spans all epochs; --resume continues)")
     p.add_argument("--seed", type=int, help="override the recipe's seed")
     p.add_argument("--batch-size", type=int, help="(expected) logical batch size")
     dp = p.add_argument_group("differential privacy (override the recipe)")
@@ -170,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_parser(sub)
     zoo.add_parser(sub)
     card.add_parser(sub)
+    audit.add_parser(sub)
     demo.add_parser(sub)
     return parser
 

@@ -1,0 +1,121 @@
+"""``dp-pose audit``: membership inference against a checkpoint, beside its card's epsilon.
+
+If an attack's empirical lower bound exceeds the epsilon the checkpoint claims,
+the claim is wrong (a bug in training or accounting): the command says so and
+exits 3, so a script or CI job cannot miss it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from ..card import format_epsilon
+from ..errors import DPPoseZooError
+
+EPILOG = """examples:
+  dp-pose audit runs/paper_grid/finetune-dp-sgd-eps1-C0.1 \\
+      --members synthpose:private-train:1000 --non-members synthpose:private-test:1000
+  dp-pose audit runs/my-model --members data/train --non-members data/heldout --reference runs/public-pretrain
+  dp-pose audit runs/my-model --members mpii:data/mpii --non-members coco:data/coco --json
+
+--members are people the checkpoint was trained on, --non-members people from the same
+distribution it never saw (a data spec, or a directory written by `dp-pose synth` or in
+mmpose's MPII layout). --reference defaults to the checkpoint's init (its public pretraining)
+when that directory exists: the calibrated attack needs a model that never saw the members.
+The epsilon bounds hold with the given confidence (default 95%).
+"""
+
+SPEC_KINDS = ("synthpose:", "mpii:", "coco:")
+
+
+class AuditError(DPPoseZooError, ValueError):
+    pass
+
+
+def add_parser(subparsers) -> None:
+    """Register ``audit`` on the ``dp-pose`` subparsers."""
+    p = subparsers.add_parser(
+        "audit", help="membership-inference audit: attack AUC and an empirical epsilon lower bound",
+        description="Attack a checkpoint with membership inference (loss threshold, and loss calibrated "
+                    "against a reference model) and turn the attack's TPR/FPR into a lower bound on epsilon.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", help="a checkpoint directory (from dp-pose train)")
+    p.add_argument("--members", required=True, help="people in the training data (spec or directory)")
+    p.add_argument("--non-members", required=True, help="people from the same distribution, never trained on")
+    p.add_argument("--reference", help="a checkpoint that never saw the members; 'none' to skip "
+                                       "(default: the checkpoint's init, if present)")
+    p.add_argument("--confidence", type=float, default=0.95, help="confidence of the bounds (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def data_spec(arg: str) -> str:
+    """A data spec, or a directory holding one ``annotations/mpii_*.json`` (``dp-pose synth`` output)."""
+    if arg.startswith(SPEC_KINDS):
+        return arg
+    path = Path(arg)
+    if not path.is_dir():
+        raise AuditError(f"{arg!r} is neither a data spec (synthpose:..., mpii:PATH, coco:PATH) nor a directory")
+    found = sorted((path / "annotations").glob("mpii_*.json"))
+    if len(found) != 1:
+        raise AuditError(f"{path} must hold exactly one annotations/mpii_*.json (found {len(found)}); "
+                         "pass mpii:FILE or coco:FILE instead")
+    return f"mpii:{found[0]}"
+
+
+def _reference_dir(args, config: dict) -> Path | None:
+    if args.reference and args.reference.lower() == "none":
+        return None
+    if args.reference:
+        return Path(args.reference)
+    init = (config.get("recipe") or {}).get("init")
+    return Path(init) if init and (Path(init) / "model.safetensors").exists() else None
+
+
+def run(args) -> int:
+    from ..datasets import load_dataset
+    from ..training.audit import run_audit
+    from ..training.checkpoint import load_model
+
+    if not 0.5 <= args.confidence < 1:
+        raise AuditError(f"--confidence must be in [0.5, 1); got {args.confidence}")
+    model, config = load_model(args.checkpoint)
+    privacy = config.get("privacy") or {}
+    claimed = privacy.get("epsilon", math.inf)
+    delta = privacy.get("delta") or 1e-5
+    reference_dir = _reference_dir(args, config)
+    reference = load_model(reference_dir)[0] if reference_dir else None
+    members, non_members = load_dataset(data_spec(args.members)), load_dataset(data_spec(args.non_members))
+    try:
+        results = run_audit(model, members, non_members, delta=delta, reference=reference,
+                            confidence=args.confidence, batch_size=args.batch_size)
+    except ValueError as e:
+        raise AuditError(str(e)) from None
+    violated = [r for r in results if r.epsilon_lower_bound > claimed]
+    method = (config.get("recipe") or {}).get("method", "?")
+    if args.json:
+        print(json.dumps({"checkpoint": str(args.checkpoint), "method": method, "card_epsilon": claimed,
+                          "delta": delta, "members": args.members, "non_members": args.non_members,
+                          "people": [len(members), len(non_members)],
+                          "reference": str(reference_dir) if reference_dir else None,
+                          "attacks": [r.to_dict() for r in results], "violated": bool(violated)}))
+    else:
+        print(f"membership inference on {args.checkpoint} ({method}; card epsilon "
+              f"{format_epsilon(claimed)} at delta {delta:g})")
+        print(f"members: {args.members} ({len(members)}), non-members: {args.non_members} ({len(non_members)})"
+              + (f", reference: {reference_dir}" if reference_dir else ""))
+        print(f"{'attack':20s} {'AUC':>6s} {'TPR':>6s} {'FPR':>6s}  empirical epsilon >= ({args.confidence:.0%})")
+        for r in results:
+            shown = math.floor(r.epsilon_lower_bound * 1000) / 1000  # a lower bound is shown rounded down
+            print(f"{r.name:20s} {r.auc:6.3f} {r.tpr:6.3f} {r.fpr:6.3f}  {shown:.3f}")
+    if violated:
+        print(f"dp-pose audit: the empirical lower bound exceeds the card's epsilon {format_epsilon(claimed)}: "
+              "the privacy claim is wrong; do not release this checkpoint", file=sys.stderr)
+        return 3
+    return 0

@@ -1,0 +1,116 @@
+"""Membership-inference audit: the statistics against independent formulas, and the
+attack on a model that memorises its training people against one that cannot."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import binom
+
+from dp_pose_zoo.cli import main
+from dp_pose_zoo.training.audit import audit_scores, clopper_pearson, epsilon_from_rates, roc_auc
+from dp_pose_zoo.training.config import Recipe
+from dp_pose_zoo.training.trainer import train
+
+
+def test_auc_matches_pairwise_count_with_ties():
+    rng = np.random.default_rng(0)
+    members, non_members = rng.integers(0, 5, 40).astype(float), rng.integers(0, 4, 30).astype(float)
+    wins = sum((m > n) + 0.5 * (m == n) for m in members for n in non_members)
+    assert roc_auc(members, non_members) == pytest.approx(wins / (40 * 30), abs=1e-12)
+
+
+@pytest.mark.parametrize("k,n", [(0, 20), (7, 20), (20, 20), (1, 3), (250, 500)])
+def test_clopper_pearson_bounds_are_where_the_binomial_tail_equals_alpha(k, n):
+    alpha = 0.025
+    lo, hi = clopper_pearson(k, n, alpha)
+    # Exact one-sided bounds: P(X >= k | lo) = alpha and P(X <= k | hi) = alpha.
+    if k > 0:
+        assert binom.sf(k - 1, n, lo) == pytest.approx(alpha, rel=1e-6)
+    else:
+        assert lo == 0.0
+    if k < n:
+        assert binom.cdf(k, n, hi) == pytest.approx(alpha, rel=1e-6)
+    else:
+        assert hi == 1.0
+    assert lo <= k / n <= hi
+
+
+def test_epsilon_from_rates_inverts_the_dp_inequalities():
+    assert epsilon_from_rates(0.5, 0.1, 0.0) == pytest.approx(math.log(5))
+    assert epsilon_from_rates(0.9, 0.5, 0.0) == pytest.approx(math.log(0.5 / 0.1))  # the (1-FPR)/(1-TPR) side
+    assert epsilon_from_rates(0.5, 0.1, 0.1) == pytest.approx(math.log(4))
+    assert epsilon_from_rates(0.3, 0.3, 1e-5) == 0.0  # a coin flip proves nothing
+    assert epsilon_from_rates(0.2, 0.4, 0.0) == 0.0  # worse than chance: no bound
+
+
+def test_perfect_separation_gives_the_clopper_pearson_limit():
+    n, delta, confidence = 200, 1e-5, 0.95
+    result = audit_scores("t", np.arange(n) + 1000.0, np.arange(n) * 1.0, delta=delta, confidence=confidence)
+    # Threshold chosen on one half, evaluated on the other (100 + 100): TPR 1, FPR 0, and the
+    # one-sided exact bounds are alpha^(1/100) and 1 - alpha^(1/100), alpha = 0.025 each.
+    half, alpha = n // 2, (1 - confidence) / 2
+    tpr_lo, fpr_hi = alpha ** (1 / half), 1 - alpha ** (1 / half)
+    assert (result.tpr, result.fpr) == (1.0, 0.0)
+    assert result.auc == 1.0
+    assert result.epsilon_lower_bound == pytest.approx(math.log((tpr_lo - delta) / fpr_hi), rel=1e-9)
+
+
+def test_same_distribution_gives_no_bound():
+    rng = np.random.default_rng(1)
+    result = audit_scores("t", rng.normal(size=500), rng.normal(size=500), delta=1e-5)
+    assert abs(result.auc - 0.5) < 0.05
+    assert result.epsilon_lower_bound < 0.3
+
+
+def _recipe(**overrides) -> Recipe:
+    base = dict(name="memo", train_data="synthpose:private-train:16", val_data=None, strategy="scratch",
+                epochs=30, batch_size=8, lr=3e-3, warmup_steps=2, seed=0,
+                augment={"flip": 0.0, "scale": 0.0, "rotation": 0.0},
+                model={"input_size": [64, 64], "norm": "group-norm"})
+    return Recipe.from_dict({**base, **overrides})
+
+
+@pytest.mark.slow
+def test_audit_tells_a_memorising_model_from_one_that_cannot(tmp_path, capsys):
+    memorised = train(_recipe(), tmp_path / "memorised", progress_bar=False)
+    untouched = train(_recipe(epochs=1, lr=1e-12), tmp_path / "untouched", progress_bar=False)
+    data = ["--members", "synthpose:private-train:16", "--non-members", "synthpose:private-test:16"]
+
+    def audit(ckpt) -> dict:
+        capsys.readouterr()
+        assert main(["audit", str(ckpt), *data, "--reference", "none", "--json"]) == 0
+        return json.loads(capsys.readouterr().out)["attacks"][0]
+
+    seen, unseen = audit(memorised), audit(untouched)
+    assert seen["auc"] > 0.9, seen
+    assert seen["epsilon_lower_bound"] > 0.3, seen
+    assert abs(unseen["auc"] - 0.5) < 0.3, unseen
+    assert unseen["epsilon_lower_bound"] == 0.0, unseen
+
+    # The same memorising weights under a card claiming epsilon 0.01: the audit refuses the claim.
+    config_file = memorised / "config.json"
+    config = json.loads(config_file.read_text())
+    config["privacy"] = {"epsilon": 0.01, "delta": 1e-5}
+    config_file.write_text(json.dumps(config))
+    assert main(["audit", str(memorised), *data, "--reference", "none"]) == 3
+    assert "exceeds the card's epsilon 0.01" in capsys.readouterr().err
+
+
+def test_audit_refuses_overlapping_sets(tmp_path, capsys):
+    ckpt = train(_recipe(epochs=1, train_data="synthpose:private-train:4", batch_size=4),
+                 tmp_path / "c", progress_bar=False)
+    assert main(["audit", str(ckpt), "--members", "synthpose:private-train:8",
+                 "--non-members", "synthpose:private-train:8", "--reference", "none"]) == 2
+    assert "share 8 images" in capsys.readouterr().err
+
+
+def test_audit_rejects_a_path_that_is_not_data(tmp_path, capsys):
+    ckpt = train(_recipe(epochs=1, train_data="synthpose:private-train:4", batch_size=4),
+                 tmp_path / "c", progress_bar=False)
+    assert main(["audit", str(ckpt), "--members", str(tmp_path / "nope"),
+                 "--non-members", "synthpose:private-test:8"]) == 2
+    assert "neither a data spec" in capsys.readouterr().err
