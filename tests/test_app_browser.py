@@ -88,6 +88,8 @@ def serving(workdir: Path, *, timeout: float = 90.0):
     env.update(HF_HOME=str(workdir / "hf-home"), HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
                GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.pop("DP_POSE_ZOO_DEFAULT_DIR", None)  # the installed package's embedded default
+    env["TMPDIR"] = str(workdir / "server-tmp")  # where the app keeps frames and uploads (removed when it stops)
+    (workdir / "server-tmp").mkdir()
     log = workdir / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-c", SERVER, "demo", "--port", str(port), "--threads", "1"],
@@ -109,7 +111,7 @@ def serving(workdir: Path, *, timeout: float = 90.0):
             time.sleep(0.3)
         yield url, log
     finally:
-        proc.terminate()
+        proc.terminate()  # SIGTERM: the app stops as on Ctrl-C
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -280,5 +282,9 @@ def test_demo_in_a_browser_with_a_fake_camera(tmp_path):
             browser.close()
     log_text = log.read_text(errors="replace")
     assert "blocked: torch-free test" not in log_text, tail(log)
+    # stopped by SIGTERM, the app removed its own and Gradio's copies of frames and uploads (they show people)
+    # (ONNX Runtime leaves a session-id file, .ses, in any temporary folder it runs with: no image data)
+    left = sorted(p.name for p in (tmp_path / "server-tmp").iterdir() if p.name != ".ses")
+    assert left == [], f"left behind: {left}\n{tail(log)}"
     figures["test_s"] = time.monotonic() - started
     print("figures:", {k: round(v, 2) for k, v in figures.items()}, f"skeleton pixels {counts} on clip frame {index}")

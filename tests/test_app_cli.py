@@ -7,6 +7,7 @@ where a test only checks what the command hands it.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -59,15 +60,19 @@ def launched(monkeypatch):
     from dp_pose_zoo_app import ui
 
     calls = []
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
     monkeypatch.setattr(ui, "launch", lambda **kwargs: calls.append(kwargs))
     return calls
 
 
 def test_flags_reach_the_app_and_loopback_is_the_default(launched, capsys):
     assert cli.main(["demo"]) == 0
+    workdir = launched[-1].pop("workdir")
     assert launched[-1] == {"model": "default", "host": "127.0.0.1", "port": None, "share": False, "threads": None}
     assert capsys.readouterr().err == ""
+    assert not workdir.exists() and "GRADIO_TEMP_DIR" not in os.environ  # removed, and the env restored
     assert cli.main(["demo", "--host", "0.0.0.0", "--port", "8080", "--model", "runs/x", "--threads", "2"]) == 0
+    launched[-1].pop("workdir")
     assert launched[-1] == {"model": "runs/x", "host": "0.0.0.0", "port": 8080, "share": False, "threads": 2}
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["dp-pose demo: serving on 0.0.0.0: anyone who reaches it can open the app and stream to it"]

@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
 
 # A privacy toolkit does not report usage to gradio's servers unless the user asks (GRADIO_ANALYTICS_ENABLED=True).
@@ -118,16 +120,26 @@ def build_app(loader: ModelLoader, selected: str, *, out_root: str | os.PathLike
 
 
 def launch(*, model: str = "default", host: str = "127.0.0.1", port: int | None = None, share: bool = False,
-           threads: int | None = None, cache_dir: str | os.PathLike | None = None) -> None:
-    """Serve the app until Ctrl-C. The first model is opened (and checked) before the server starts."""
+           threads: int | None = None, cache_dir: str | os.PathLike | None = None,
+           workdir: str | os.PathLike | None = None) -> None:
+    """Serve the app until Ctrl-C (or SIGTERM). The first model is opened (and checked) before the server starts.
+
+    Upload outputs go to a fresh folder in ``workdir`` (default: the system's
+    temporary folder), removed when the app stops.
+    """
     choices, selected = choose(model_choices(cache_dir=cache_dir), model)
     loader = ModelLoader(choices, threads=threads)
     loader(selected)
-    out_root = Path(tempfile.mkdtemp(prefix="dp-pose-demo-"))
+    out_root = Path(tempfile.mkdtemp(prefix="dp-pose-demo-", dir=workdir))
     app = build_app(loader, selected, out_root=out_root)
+    # A service manager's stop (SIGTERM) ends the app as Ctrl-C does, so the uploads' outputs are removed.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if main_thread else None
     try:
         app.queue().launch(server_name=host, server_port=port, share=share, allowed_paths=[str(out_root)],
                            show_error=True)
     finally:
         app.close(verbose=False)
         shutil.rmtree(out_root, ignore_errors=True)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)

@@ -7,7 +7,11 @@ Needs the ``[app]`` extra; without gradio the command says how to install it
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -61,15 +65,28 @@ def run(args) -> int:
     from ..errors import MissingExtraError
 
     require("gradio", "app")
+    # Streamed frames and uploads show people: Gradio's copies of them and the app's outputs live in one
+    # folder, removed when the app stops (unless GRADIO_TEMP_DIR says where Gradio keeps its own). Set
+    # before gradio is imported: parts of it read the variable then.
+    work = Path(tempfile.mkdtemp(prefix="dp-pose-demo-"))
+    ours = "GRADIO_TEMP_DIR" not in os.environ
+    if ours:
+        os.environ["GRADIO_TEMP_DIR"] = str(work / "gradio")
     try:
-        from dp_pose_zoo_app.ui import launch
-    except ImportError as e:
-        if (e.name or "").split(".")[0] == "gradio":
-            raise MissingExtraError("gradio", "app") from None
-        raise
-    if args.host not in LOOPBACK or args.share:
-        where = "a public gradio.live link" if args.share else args.host
-        print(f"dp-pose demo: serving on {where}: anyone who reaches it can open the app and stream to it",
-              file=sys.stderr)
-    launch(model=args.model, host=args.host, port=args.port, share=args.share, threads=args.threads)
+        try:
+            from dp_pose_zoo_app.ui import launch
+        except ImportError as e:
+            if (e.name or "").split(".")[0] == "gradio":
+                raise MissingExtraError("gradio", "app") from None
+            raise
+        if args.host not in LOOPBACK or args.share:
+            where = "a public gradio.live link" if args.share else args.host
+            print(f"dp-pose demo: serving on {where}: anyone who reaches it can open the app and stream to it",
+                  file=sys.stderr)
+        launch(model=args.model, host=args.host, port=args.port, share=args.share, threads=args.threads,
+               workdir=work)
+    finally:
+        if ours:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        shutil.rmtree(work, ignore_errors=True)
     return 0
