@@ -113,6 +113,21 @@ def skeleton_pixels(annotated_bgr: np.ndarray, raw_bgr: np.ndarray, *, changed: 
     return counts
 
 
+def label_mismatch(annotated_bgr: np.ndarray, text: str, *, changed: int = 100) -> int:
+    """Pixels that drawing ``text`` as the privacy label would change: 0 when the frame already carries ``text``.
+
+    Redraws the label (:func:`dp_pose_zoo.draw.draw_label`, top-left, the scale
+    the frame's width gives) over the frame and counts pixels that move by more
+    than ``changed`` in some channel. The band is opaque and lossless PNG keeps
+    it exact, so the frame's own label gives 0; another label gives hundreds
+    (``"ε=0.5 ..."`` against ``"ε=7.98 ..."`` on a 384-pixel-wide frame: about 800).
+    """
+    from dp_pose_zoo.draw import draw_label
+
+    redrawn = draw_label(annotated_bgr.copy(), text)
+    return int((np.abs(redrawn.astype(np.int16) - annotated_bgr.astype(np.int16)).max(axis=2) > changed).sum())
+
+
 def best_match(image_bgr: np.ndarray, frames: list[np.ndarray]) -> tuple[int, float]:
     """Index of the clip frame ``image_bgr`` was made from, and the mean absolute difference to it."""
     h, w = frames[0].shape[:2]

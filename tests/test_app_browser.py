@@ -5,9 +5,11 @@ fails (the torch-free runtime, as on an edge box), with a Hub cache holding a
 second model. Playwright drives Debian's Chromium (its own browser downloads
 do not work here). The test checks that the streamed frames carry skeletons
 drawn where the clip's people are, that the model switch changes the privacy
-block, that the upload tab returns the annotated file and its JSON, and that
-bad uploads show an error while the app keeps serving. A screenshot is saved
-to ``$DP_POSE_TEST_ARTIFACTS`` (default: ``test-artifacts/`` at the repository root).
+block and then the privacy label drawn on the live frames (the screenshot is
+taken only once a frame carries the new model's label), that the upload tab
+returns the annotated file and its JSON, and that bad uploads show an error
+while the app keeps serving. A screenshot is saved to ``$DP_POSE_TEST_ARTIFACTS``
+(default: ``test-artifacts/`` at the repository root).
 
 Chromium missing fails the test (``make test`` installs it): a skipped browser
 test would hide a gap. A developer without it sets DP_POSE_SKIP_BROWSER_TEST=1.
@@ -33,8 +35,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _app_fixtures import (PHOTO, SECOND_REPO, best_match, clip_frames, fake_cache, relabelled_default,  # noqa: E402
-                           skeleton_pixels, write_y4m)
+from _app_fixtures import (PHOTO, SECOND_REPO, best_match, clip_frames, fake_cache, label_mismatch,  # noqa: E402
+                           relabelled_default, skeleton_pixels, write_y4m)
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +44,9 @@ REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path(os.environ.get("DP_POSE_CHROMIUM", "/usr/lib/chromium/chromium"))
 SKIP_ENV = "DP_POSE_SKIP_BROWSER_TEST"
 ARTIFACTS_ENV = "DP_POSE_TEST_ARTIFACTS"
+# Label pixels that may differ from a redrawn label and still count as that label (a match gives 0, another
+# label hundreds: see label_mismatch).
+LABEL_TOLERANCE = 20
 BLOCKED = ("torch", "torchvision", "timm", "opacus", "onnx", "safetensors")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -144,8 +149,14 @@ def live_src(page) -> str:
     return page.evaluate("() => { const i = document.querySelector('#live img'); return i ? i.src : '' }")
 
 
-def skeleton_frame(page, frames: list[np.ndarray], log: Path, *, timeout: float = 25.0, seen: set | None = None):
-    """The first streamed output frame with skeletons on it: (image, clip frame index, pixel counts)."""
+def skeleton_frame(page, frames: list[np.ndarray], log: Path, *, timeout: float = 25.0, seen: set | None = None,
+                   label: str | None = None, other_labels: list | None = None):
+    """The first streamed output frame with skeletons on it: (image, clip frame index, pixel counts).
+
+    With ``label``, the frame must also carry that privacy label (drawn top-left):
+    frames the previous model made, still in flight when the model was switched,
+    are passed over and, with ``other_labels``, counted there.
+    """
     seen = set() if seen is None else seen
     best = None
     deadline = time.monotonic() + timeout
@@ -154,20 +165,38 @@ def skeleton_frame(page, frames: list[np.ndarray], log: Path, *, timeout: float 
         if src.startswith("http") and src not in seen:
             seen.add(src)
             out = fetch_image(page, src)
+            mismatch = 0 if label is None else label_mismatch(out, label)
             index, diff = best_match(out, frames)
             raw = frames[index]
             if raw.shape != out.shape:
                 raw = cv2.resize(raw, (out.shape[1], out.shape[0]), interpolation=cv2.INTER_AREA)
             counts = skeleton_pixels(out, raw)
             bones = counts["centre"] + counts["left"] + counts["right"]
-            best = (out, index, counts, diff)
+            best = (out, index, counts, diff, mismatch)
+            if mismatch > LABEL_TOLERANCE:
+                if other_labels is not None:
+                    other_labels.append(src)
+                time.sleep(0.15)
+                continue
             # The frame is the clip's (small difference outside the drawing) and carries bones of both sides.
             if diff < 20 and bones >= 60 and min(counts["left"], counts["right"]) >= 5:
                 return out, index, counts
         time.sleep(0.15)
-    detail = "no output frame" if best is None else f"last: clip frame {best[1]}, mean diff {best[3]:.1f}, {best[2]}"
-    raise AssertionError(f"no streamed frame with skeletons within {timeout:.0f} s ({detail}); "
+    wanted = "skeletons" + (f" and the privacy label {label!r}" if label else "")
+    detail = "no output frame" if best is None else (
+        f"last: clip frame {best[1]}, mean diff {best[3]:.1f}, {best[2]}"
+        + (f", {best[4]} label pixels differ from {label!r}" if label else ""))
+    if label and other_labels:
+        detail += f"; {len(other_labels)} frames carried another label (the stream still on the previous model?)"
+    raise AssertionError(f"no streamed frame with {wanted} within {timeout:.0f} s ({detail}); "
                          f"server log:\n{tail(log)}")
+
+
+def drawn_label_of_selected(page) -> str:
+    """The privacy label the selected model's frames must carry: the dropdown entry after "name · "."""
+    shown = page.locator("#model input[role=combobox]").input_value()
+    assert " · " in shown, f"the model dropdown shows {shown!r}, not 'name · privacy label'"
+    return shown.split(" · ", 1)[1]
 
 
 def save_artifact(page, tmp_path: Path) -> Path:
@@ -233,7 +262,9 @@ def test_demo_in_a_browser_with_a_fake_camera(tmp_path):
             page.locator("#camera button", has_text="Record").click()
             stream_started = time.monotonic()
             seen: set[str] = set()
-            out, index, counts = skeleton_frame(page, frames, log, seen=seen)
+            label_before = drawn_label_of_selected(page)
+            assert label_before.startswith("ε=7.98 "), label_before
+            out, index, counts = skeleton_frame(page, frames, log, seen=seen, label=label_before)
             figures["first_skeleton_frame_s"] = time.monotonic() - stream_started
             wait_js(page, "() => /[0-9.]+ frames\\/s/.test(document.querySelector('#stats').innerText)",
                     "the frames/s line", log)
@@ -242,15 +273,27 @@ def test_demo_in_a_browser_with_a_fake_camera(tmp_path):
             figures["stream_fps"] = float(re.search(r"([0-9.]+) frames/s", stats).group(1))
             assert figures["stream_fps"] > 0.2, stats
 
-            # -- the model switch changes the privacy block (the stream keeps running) ------------------
+            # -- the model switch changes the privacy block and the label drawn on the live frames ------
             page.locator("#model input[role=combobox]").click()
             page.locator("[role=listbox] [role=option]", has_text=SECOND_REPO).click()
+            switched = time.monotonic()
             wait_js(page, "() => document.querySelector('#privacy').innerText.includes('default_relabelled_eps05')",
                     "the second model's privacy block", log)
             privacy_after = page.inner_text("#privacy")
             assert "0.500" in privacy_after and "7.98" not in privacy_after and privacy_after != privacy_before
-            skeleton_frame(page, frames, log, seen=seen)  # frames from the second model, still drawn
+            label_after = drawn_label_of_selected(page)
+            assert label_after.startswith("ε=0.5 ") and label_after != label_before, label_after
+            # Frames of the first model may still be in flight (one waits while the second model opens); the
+            # stream sends the dropdown's current value with every frame, so the second model's label must come.
+            old_frames: list[str] = []
+            skeleton_frame(page, frames, log, seen=seen, label=label_after, other_labels=old_frames, timeout=20)
+            figures["label_switch_s"] = time.monotonic() - switched
+            figures["old_label_frames_passed_over"] = len(old_frames)
             save_artifact(page, tmp_path)
+            shown = fetch_image(page, live_src(page))  # what the screenshot shows: later frames, same model
+            assert label_mismatch(shown, label_after) <= LABEL_TOLERANCE, (
+                f"the live frame after the screenshot does not carry {label_after!r} "
+                f"({label_mismatch(shown, label_after)} label pixels differ)")
             page.locator("#camera button", has_text="Stop").click()
 
             # -- upload tab: bad files show an error, and the app still serves the next request ---------
