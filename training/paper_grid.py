@@ -38,12 +38,14 @@ class Cell:
     epsilon: float | None = None  # None for non-private
     clip: float | None = None
     seed: int = 0  # repeats of a cell with other seeds measure the run-to-run spread
+    public_data: str | None = None  # PDP-SGD: another public subset than the recipe's (an ablation)
 
     @property
     def name(self) -> str:
         name = f"{self.strategy}-non-private" if self.method == "non-private" else \
             f"{self.strategy}-{self.method}-eps{self.epsilon:g}-C{self.clip:g}"
-        return f"{name}-seed{self.seed}" if self.seed else name
+        name += f"-seed{self.seed}" if self.seed else ""
+        return name + (f"-public-{self.public_data.split(':')[1]}" if self.public_data else "")
 
     def train_command(self) -> list[str]:
         cmd = ["dp-pose", "train", "--recipe", f"training/recipes/paper_grid/{self.strategy}.yaml",
@@ -52,6 +54,8 @@ class Cell:
             cmd += ["--epsilon", f"{self.epsilon:g}", "--clip", f"{self.clip:g}"]
         if self.seed:
             cmd += ["--seed", str(self.seed)]
+        if self.public_data:
+            cmd += ["--public-data", self.public_data]
         return cmd
 
 
@@ -65,6 +69,9 @@ def load_grid(path: Path = GRID) -> tuple[dict, list[Cell]]:
     for seed in spec.get("repeats", {}).get("seeds", []):
         for base in spec["repeats"]["cells"]:
             cells += [replace(c, seed=seed) for c in cells if c.name == base and not c.seed]
+    ablation = spec.get("public_ablation", {})
+    for base in ablation.get("cells", []):
+        cells += [replace(c, public_data=ablation["public_data"]) for c in cells if c.name == base]
     return spec, cells
 
 
@@ -124,29 +131,28 @@ def cmd_run(args) -> None:
             print(message, flush=True)
 
 
-def audit_command(cell: str, spec: dict) -> list[str]:
-    return ["dp-pose", "audit", f"runs/paper_grid/{cell}", "--members", spec["audit"]["members"],
-            "--non-members", spec["audit"]["non_members"], "--json"]
-
-
 def cmd_audit(args) -> None:
-    """Write runs/paper_grid/<cell>/audit.json for each audited cell that has none yet."""
+    """One `dp-pose audit` over the trained cells grid.yaml names (crops and references shared);
+    each cell's JSON line goes to runs/paper_grid/<cell>/audit.json."""
     spec, _ = load_grid()
-    for cell in spec["audit"]["cells"]:
-        out = RUNS / cell / "audit.json"
-        if out.exists() or not (RUNS / cell / "eval.json").exists():
-            print(f"{cell}: {'done' if out.exists() else 'not trained yet'}", flush=True)
-            continue
-        start = time.time()
-        result = subprocess.run(_dp_pose(audit_command(cell, spec)), cwd=ROOT, capture_output=True, text=True)
-        if result.returncode not in (0, 3):  # 3: the audit beat the card's epsilon, kept for the report
-            print(f"{cell}: audit failed: {result.stderr.strip().splitlines()[-1:]}", flush=True)
-            continue
+    cells = [c for c in spec["audit"]["cells"] if (RUNS / c / "eval.json").exists()]
+    missing = sorted(set(spec["audit"]["cells"]) - set(cells))
+    if missing:
+        print(f"not trained yet, not audited: {', '.join(missing)}", flush=True)
+    cmd = ["dp-pose", "audit", *(f"runs/paper_grid/{c}" for c in cells), "--members", spec["audit"]["members"],
+           "--non-members", spec["audit"]["non_members"], "--json"]
+    start = time.time()
+    result = subprocess.run(_dp_pose(cmd), cwd=ROOT, capture_output=True, text=True)
+    if result.returncode not in (0, 3):  # 3: an audit beat a card's epsilon; kept for the report
+        sys.exit(f"paper_grid: audit failed: {result.stderr.strip()}")
+    for line in result.stdout.splitlines():
+        report = json.loads(line)
+        out = ROOT / report["checkpoint"] / "audit.json"
         tmp = out.with_suffix(".tmp")
-        tmp.write_text(result.stdout)
+        tmp.write_text(line + "\n")
         tmp.replace(out)
-        print(f"{cell}: audited in {time.time() - start:.0f} s{' -- CLAIM BEATEN' if result.returncode == 3 else ''}",
-              flush=True)
+    print(f"audited {len(cells)} cells in {time.time() - start:.0f} s"
+          + (f"; CLAIM BEATEN: {result.stderr.strip()}" if result.returncode == 3 else ""), flush=True)
 
 
 def main() -> None:

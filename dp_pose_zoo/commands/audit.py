@@ -21,6 +21,8 @@ EPILOG = """examples:
       --members synthpose:private-train:1000 --non-members synthpose:private-test:1000
   dp-pose audit runs/my-model --members data/train --non-members data/heldout --reference runs/public-pretrain
   dp-pose audit runs/my-model --members mpii:data/mpii --non-members coco:data/coco --json
+  dp-pose audit runs/paper_grid/finetune-* --members synthpose:private-train:500 \\
+      --non-members synthpose:private-test:500 --json          # one JSON line per checkpoint
 
 --members are people the checkpoint was trained on, --non-members people from the same
 distribution it never saw (a data spec, or a directory written by `dp-pose synth` or in
@@ -44,7 +46,8 @@ def add_parser(subparsers) -> None:
                     "against a reference model) and turn the attack's TPR/FPR into a lower bound on epsilon.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("checkpoint", help="a checkpoint directory (from dp-pose train)")
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT",
+                   help="checkpoint directories (from dp-pose train); several share the crops and references")
     p.add_argument("--members", required=True, help="people in the training data (spec or directory)")
     p.add_argument("--non-members", required=True, help="people from the same distribution, never trained on")
     p.add_argument("--reference", help="a checkpoint that never saw the members; 'none' to skip "
@@ -70,6 +73,7 @@ def data_spec(arg: str) -> str:
 
 
 def _reference_dir(args, config: dict) -> Path | None:
+    """--reference, else the checkpoint's init when it is on disk; None for 'none' or no init."""
     if args.reference and args.reference.lower() == "none":
         return None
     if args.reference:
@@ -80,42 +84,65 @@ def _reference_dir(args, config: dict) -> Path | None:
 
 def run(args) -> int:
     from ..datasets import load_dataset
-    from ..training.audit import run_audit
+    from ..training.audit import AuditData, attack, batch_losses, check_disjoint, crop_batches
     from ..training.checkpoint import load_model
 
     if not 0.5 <= args.confidence < 1:
         raise AuditError(f"--confidence must be in [0.5, 1); got {args.confidence}")
-    model, config = load_model(args.checkpoint)
+    members, non_members = load_dataset(data_spec(args.members)), load_dataset(data_spec(args.non_members))
+    try:
+        check_disjoint(members, non_members)
+    except ValueError as e:
+        raise AuditError(str(e)) from None
+    # Several checkpoints share the crops (per input size) and each reference's losses.
+    crops: dict[tuple, tuple[list, list]] = {}
+    reference_losses: dict[Path, tuple] = {}
+    status = 0
+    for checkpoint in args.checkpoints:
+        model, config = load_model(checkpoint)
+        key = (tuple(model.config.input_size), model.config.split_ratio)
+        if key not in crops:
+            crops[key] = (crop_batches(members, model, batch_size=args.batch_size),
+                          crop_batches(non_members, model, batch_size=args.batch_size))
+        data = AuditData(*crops[key])
+        reference_dir = _reference_dir(args, config)
+        if reference_dir is not None:
+            if reference_dir not in reference_losses:
+                reference = load_model(reference_dir)[0]
+                reference_losses[reference_dir] = (batch_losses(reference, data.members),
+                                                   batch_losses(reference, data.non_members))
+            data.reference_losses = reference_losses[reference_dir]
+        results = attack(model, data, delta=(config.get("privacy") or {}).get("delta") or 1e-5,
+                         confidence=args.confidence)
+        status = max(status, _report(args, checkpoint, config, results, reference_dir,
+                                     (len(members), len(non_members))))
+    return status
+
+
+def _report(args, checkpoint, config, results, reference_dir, people) -> int:
+    """Print one checkpoint's audit; 3 if an attack's bound beats the card's epsilon."""
     privacy = config.get("privacy") or {}
     claimed = privacy.get("epsilon", math.inf)
     delta = privacy.get("delta") or 1e-5
-    reference_dir = _reference_dir(args, config)
-    reference = load_model(reference_dir)[0] if reference_dir else None
-    members, non_members = load_dataset(data_spec(args.members)), load_dataset(data_spec(args.non_members))
-    try:
-        results = run_audit(model, members, non_members, delta=delta, reference=reference,
-                            confidence=args.confidence, batch_size=args.batch_size)
-    except ValueError as e:
-        raise AuditError(str(e)) from None
     violated = [r for r in results if r.epsilon_lower_bound > claimed]
     method = (config.get("recipe") or {}).get("method", "?")
     if args.json:
-        print(json.dumps({"checkpoint": str(args.checkpoint), "method": method, "card_epsilon": claimed,
+        print(json.dumps({"checkpoint": str(checkpoint), "method": method, "card_epsilon": claimed,
                           "delta": delta, "members": args.members, "non_members": args.non_members,
-                          "people": [len(members), len(non_members)],
-                          "reference": str(reference_dir) if reference_dir else None,
-                          "attacks": [r.to_dict() for r in results], "violated": bool(violated)}))
+                          "people": list(people), "reference": str(reference_dir) if reference_dir else None,
+                          "attacks": [r.to_dict() for r in results], "violated": bool(violated)}), flush=True)
     else:
-        print(f"membership inference on {args.checkpoint} ({method}; card epsilon "
+        print(f"membership inference on {checkpoint} ({method}; card epsilon "
               f"{format_epsilon(claimed)} at delta {delta:g})")
-        print(f"members: {args.members} ({len(members)}), non-members: {args.non_members} ({len(non_members)})"
+        print(f"members: {args.members} ({people[0]}), non-members: {args.non_members} ({people[1]})"
               + (f", reference: {reference_dir}" if reference_dir else ""))
         print(f"{'attack':20s} {'AUC':>6s} {'TPR':>6s} {'FPR':>6s}  empirical epsilon >= ({args.confidence:.0%})")
         for r in results:
             shown = math.floor(r.epsilon_lower_bound * 1000) / 1000  # a lower bound is shown rounded down
-            print(f"{r.name:20s} {r.auc:6.3f} {r.tpr:6.3f} {r.fpr:6.3f}  {shown:.3f}")
+            print(f"{r.name:20s} {r.auc:6.3f} {r.tpr:6.3f} {r.fpr:6.3f}  {shown:.3f}", flush=True)
     if violated:
-        print(f"dp-pose audit: the empirical lower bound exceeds the card's epsilon {format_epsilon(claimed)}: "
-              "the privacy claim is wrong; do not release this checkpoint", file=sys.stderr)
+        print(f"dp-pose audit: {checkpoint}: the empirical lower bound exceeds the card's epsilon "
+              f"{format_epsilon(claimed)}: the privacy claim is wrong; do not release this checkpoint",
+              file=sys.stderr)
         return 3
     return 0

@@ -31,18 +31,30 @@ from .losses import simcc_loss
 from .model import TinyViTSimCC
 
 
-@torch.no_grad()
-def person_losses(model: TinyViTSimCC, dataset: PoseDataset, *, batch_size: int = 32) -> np.ndarray:
-    """The training loss of every person in ``dataset`` (no augmentation), shape ``(N,)``."""
-    model.eval()
+def crop_batches(dataset: PoseDataset, model: TinyViTSimCC, *, batch_size: int = 32) -> list[dict[str, torch.Tensor]]:
+    """``dataset``'s people as the model's training inputs and targets (no augmentation), batched.
+
+    Prepared once, they serve any number of models of the same input size (a grid's audit).
+    """
     data = SimCCDataset(dataset, SimCCCodec(model.config.input_size, model.config.split_ratio))
-    losses = []
+    batches = []
     for start in range(0, len(data), batch_size):
         items = [data[i] for i in range(start, min(start + batch_size, len(data)))]
-        batch = {k: torch.stack([it[k] for it in items]) for k in ("image", "target_x", "target_y", "weight")}
-        pred_x, pred_y = model(batch["image"])
-        losses.append(simcc_loss(pred_x, pred_y, batch["target_x"], batch["target_y"], batch["weight"]))
+        batches.append({k: torch.stack([it[k] for it in items]) for k in ("image", "target_x", "target_y", "weight")})
+    return batches
+
+
+@torch.no_grad()
+def batch_losses(model: TinyViTSimCC, batches: list[dict[str, torch.Tensor]]) -> np.ndarray:
+    """The training loss of every person in ``batches`` (see :func:`crop_batches`), shape ``(N,)``."""
+    model.eval()
+    losses = [simcc_loss(*model(b["image"]), b["target_x"], b["target_y"], b["weight"]) for b in batches]
     return torch.cat(losses).double().numpy()
+
+
+def person_losses(model: TinyViTSimCC, dataset: PoseDataset, *, batch_size: int = 32) -> np.ndarray:
+    """The training loss of every person in ``dataset`` (no augmentation), shape ``(N,)``."""
+    return batch_losses(model, crop_batches(dataset, model, batch_size=batch_size))
 
 
 def roc_auc(members: np.ndarray, non_members: np.ndarray) -> float:
@@ -133,17 +145,33 @@ def check_disjoint(members: PoseDataset, non_members: PoseDataset) -> None:
                          "an audit needs disjoint sets")
 
 
-def run_audit(model: TinyViTSimCC, members: PoseDataset, non_members: PoseDataset, *, delta: float,
-              reference: TinyViTSimCC | None = None, confidence: float = 0.95,
-              batch_size: int = 32) -> list[AttackResult]:
-    """Loss-threshold attack, plus the calibrated one when a reference model is given."""
-    check_disjoint(members, non_members)
-    loss_in, loss_out = person_losses(model, members, batch_size=batch_size), \
-        person_losses(model, non_members, batch_size=batch_size)
+@dataclass
+class AuditData:
+    """Members' and non-members' crops, and the reference model's losses on them, computed once."""
+
+    members: list[dict[str, torch.Tensor]]
+    non_members: list[dict[str, torch.Tensor]]
+    reference_losses: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def attack(model: TinyViTSimCC, data: AuditData, *, delta: float, confidence: float = 0.95) -> list[AttackResult]:
+    """Loss-threshold attack, plus the calibrated one when the data carries reference losses."""
+    loss_in, loss_out = batch_losses(model, data.members), batch_losses(model, data.non_members)
     results = [audit_scores("loss threshold", -loss_in, -loss_out, delta=delta, confidence=confidence)]
-    if reference is not None:
-        ref_in, ref_out = person_losses(reference, members, batch_size=batch_size), \
-            person_losses(reference, non_members, batch_size=batch_size)
+    if data.reference_losses is not None:
+        ref_in, ref_out = data.reference_losses
         results.append(audit_scores("loss vs reference", ref_in - loss_in, ref_out - loss_out,
                                     delta=delta, confidence=confidence))
     return results
+
+
+def run_audit(model: TinyViTSimCC, members: PoseDataset, non_members: PoseDataset, *, delta: float,
+              reference: TinyViTSimCC | None = None, confidence: float = 0.95,
+              batch_size: int = 32) -> list[AttackResult]:
+    """Audit one model: crops, the reference's losses if given, then :func:`attack`."""
+    check_disjoint(members, non_members)
+    data = AuditData(crop_batches(members, model, batch_size=batch_size),
+                     crop_batches(non_members, model, batch_size=batch_size))
+    if reference is not None:
+        data.reference_losses = batch_losses(reference, data.members), batch_losses(reference, data.non_members)
+    return attack(model, data, delta=delta, confidence=confidence)
