@@ -45,7 +45,7 @@ def strategy_table(rows: list[dict], strategy: str) -> list[str]:
            "|---" * (5 + len(PCKH_COLUMNS)) + "|"]
     for r in rows:
         c = r["cell"]
-        if c.strategy != strategy or c.seed:
+        if c.strategy != strategy or c.seed or c.public_data:
             continue
         private = c.method != "non-private"
         out.append(f"| {METHOD_LABEL[c.method]} | {c.epsilon if private else '-'} | {c.clip if private else '-'} | "
@@ -54,10 +54,11 @@ def strategy_table(rows: list[dict], strategy: str) -> list[str]:
     return out
 
 
-def _mean(rows, strategy, method, epsilon=None, clip=None) -> float | None:
+def _mean(rows, strategy, method, epsilon=None, clip=None, public_data=None) -> float | None:
     for r in rows:
         c = r["cell"]
-        if (c.strategy, c.method, c.epsilon, c.clip, c.seed) == (strategy, method, epsilon, clip, 0):
+        if (c.strategy, c.method, c.epsilon, c.clip, c.seed, c.public_data) == \
+                (strategy, method, epsilon, clip, 0, public_data):
             return r["pckh"]["Mean"]
     return None
 
@@ -81,6 +82,23 @@ def spread_table(rows, spec) -> list[str]:
         shown = [f"{means[s]:.2f}" if s in means else "-" for s in seeds]
         spread = f"{max(means.values()) - min(means.values()):.2f}" if len(means) > 1 else "-"
         out.append(f"| {base} | " + " | ".join(shown) + f" | {spread} |")
+    return out
+
+
+def ablation_table(rows, spec) -> list[str]:
+    ablation = spec.get("public_ablation")
+    if not ablation:
+        return []
+    out = ["| epsilon | C | DP-SGD | PDP-SGD, public subset: public domain (grid) | "
+           f"PDP-SGD, public subset: `{ablation['public_data']}` |", "|---" * 5 + "|"]
+    for r in rows:
+        c = r["cell"]
+        if c.public_data != ablation["public_data"]:
+            continue
+        dp = _mean(rows, c.strategy, "dp-sgd", c.epsilon, c.clip)
+        grid = _mean(rows, c.strategy, c.method, c.epsilon, c.clip)
+        show = [f"{v:.2f}" if v is not None else "-" for v in (dp, grid, r["pckh"]["Mean"])]
+        out.append(f"| {c.epsilon:g} | {c.clip:g} | " + " | ".join(show) + " |")
     return out
 
 
@@ -132,6 +150,8 @@ def plot(rows, spec, img_dir: Path) -> list[str]:
                             alpha=0.4 + 0.6 * (clip == min(s_axes["clip"])) if strategy == "finetune" else 1,
                             label=f"{strategy} {METHOD_LABEL[method]} C={clip:g}")
     ax.set_xscale("log")
+    ax.set_xticks(epsilons, [f"{e:g}" for e in epsilons])
+    ax.minorticks_off()
     ax.set_xlabel("epsilon (delta 1e-5)")
     ax.set_ylabel("PCKh@0.5 Mean, SynthPose private test")
     ax.set_title("PCKh against epsilon")
@@ -169,6 +189,8 @@ def write_report(spec: dict, cells, runs: Path, root: Path) -> None:
         lines += [f"#### {strategy}", "", *strategy_table(rows, strategy), ""]
     lines += ["#### PDP-SGD minus DP-SGD, finetune, PCKh Mean (DP-SGD -> PDP-SGD)", "",
               *gain_table(rows, axes["epsilon"], axes["clip"]), ""]
+    lines += ["#### PDP-SGD's public subset: public domain or the private domain's distribution "
+              "(finetune, PCKh Mean)", "", *ablation_table(rows, spec), ""]
     lines += ["#### Run-to-run spread (PCKh Mean of the same cell, other seeds)", "", *spread_table(rows, spec), ""]
     lines += [f"![PCKh against epsilon]({images[0]})", "", f"![PDP-SGD gain over DP-SGD]({images[1]})", ""]
     lines += ["#### Membership-inference audit", "",
