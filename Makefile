@@ -19,7 +19,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@ $(VENV)/.installed-base
 
-# Pose on 3 s of real footage with the embedded default model (a DP-SGD checkpoint, epsilon 7.98).
+# Pose on 3 s of real footage with the embedded default model (a DP-SGD checkpoint, epsilon 1.0).
 demo: $(VENV)/.installed-base
 	$(VENV)/bin/dp-pose infer tests/data/vtest-clip/vtest-clip.avi
 

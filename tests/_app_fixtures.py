@@ -120,7 +120,7 @@ def label_mismatch(annotated_bgr: np.ndarray, text: str, *, changed: int = 100) 
     the frame's width gives) over the frame and counts pixels that move by more
     than ``changed`` in some channel. The band is opaque and lossless PNG keeps
     it exact, so the frame's own label gives 0; another label gives hundreds
-    (``"ε=0.5 ..."`` against ``"ε=7.98 ..."`` on a 384-pixel-wide frame: about 800).
+    (``"ε=0.5 ..."`` against ``"ε=1.0 ..."`` on a 384-pixel-wide frame: hundreds).
     """
     from dp_pose_zoo.draw import draw_label
 

@@ -57,8 +57,8 @@ def test_choices_are_the_default_then_cached_models_labelled_with_epsilon_delta_
     choices = core.model_choices(cache_dir=cache)
     assert [c.name for c in choices] == ["default", SECOND_REPO]
     assert choices[0].key == "default" and Path(choices[1].key).is_dir()
-    assert choices[0].label == "default · ε=7.98 (δ=1e-05, C=1.0) dp-sgd"  # 7.9795... rounded UP
-    assert choices[1].label == f"{SECOND_REPO} · ε=0.5 (δ=1e-05, C=1.0) dp-sgd"
+    assert choices[0].label == "default · ε=1.0 (δ=1e-05, C=0.1) dp-sgd"  # 0.99722... rounded UP
+    assert choices[1].label == f"{SECOND_REPO} · ε=0.5 (δ=1e-05, C=0.1) dp-sgd"
 
 
 def test_a_cached_model_without_onnx_is_not_offered(tmp_path, cache):
@@ -99,7 +99,7 @@ def test_privacy_block_of_a_non_private_model_says_there_is_no_guarantee():
 
 def test_the_two_models_show_different_privacy_blocks(loader):
     default, second = (core.privacy_markdown(c) for c in loader.choices.values())
-    assert "**7.98**" in default and "**0.500**" in second
+    assert "**0.998**" in default and "**0.500**" in second
 
 
 def test_loader_opens_each_model_once_and_refuses_unknown_keys(loader):
@@ -189,7 +189,7 @@ def test_upload_of_a_photo_gives_the_annotated_image_and_its_json(loader, tmp_pa
                                  options=core.make_options(kpt_thr=0.15, smooth=False, anonymize="off"))
     assert [p.suffix for p in result.files] == [".jpg", ".json", ".csv"] and all(p.is_file() for p in result.files)
     data = json.loads(result.json_path.read_text())
-    assert len(data["frames"]) == 1 and data["model"]["privacy"]["epsilon"] == pytest.approx(7.979527233610514)
+    assert len(data["frames"]) == 1 and data["model"]["privacy"]["epsilon"] == pytest.approx(0.9972251625674113)
     assert data["settings"]["app"] == "dp-pose demo"
     assert result.preview is not None and result.preview.shape == cv2.imread(str(PHOTO)).shape
     assert result.line.startswith("1 frames") and "->" not in result.line

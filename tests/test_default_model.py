@@ -19,7 +19,7 @@ def test_the_default_ships_a_dp_card_that_matches_its_onnx():
     # The box running only the ONNX can tell what it runs: the metadata agrees with the card.
     assert est.metadata["privacy"]["epsilon"] == card.privacy.epsilon == est.card.privacy.epsilon
     assert est.metadata["weights_sha256"] == card.weights_sha256
-    assert card.privacy.epsilon <= 8.0 and card.privacy.delta == 1e-5 and card.privacy.clipping_norm == 1.0
+    assert card.privacy.epsilon <= 1.0 and card.privacy.delta == 1e-5 and card.privacy.clipping_norm == 0.1
 
 
 def test_the_default_finds_keypoints_on_a_real_photo():

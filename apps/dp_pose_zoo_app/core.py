@@ -60,7 +60,7 @@ class ModelChoice:
 
     @property
     def label(self) -> str:
-        """``"default · ε=7.98 (δ=1e-05, C=1.0) dp-sgd"``: the drawn label's own wording (epsilon rounded up)."""
+        """``"default · ε=1.0 (δ=1e-05, C=0.1) dp-sgd"``: the drawn label's own wording (epsilon rounded up)."""
         return f"{self.name} · {privacy_label(self.card.privacy.to_dict())}"
 
 
