@@ -173,7 +173,7 @@ def plot(rows, spec, img_dir: Path) -> list[str]:
     ax.set_xticks(range(len(epsilons)), [f"eps={e:g}" for e in epsilons])
     ax.set_ylabel("PCKh Mean: PDP-SGD minus DP-SGD (points)")
     ax.set_title("PDP-SGD gain over DP-SGD, finetune (cf. the paper's Figure 1)")
-    ax.legend()
+    ax.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(img_dir / "pdp_gain.png", dpi=120)
     plt.close(fig)
