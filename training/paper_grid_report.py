@@ -118,7 +118,7 @@ def audit_table(rows) -> list[str]:
             value = x[key]
             return f"{value:.3f}" if key == "auc" else f"{math.floor(value * 1000) / 1000:.3f}"
 
-        card = "inf" if math.isinf(a["card_epsilon"]) else format_epsilon(a["card_epsilon"])
+        card = format_epsilon(float(a["card_epsilon"]))  # float() reads "inf" too
         out.append(f"| {r['cell'].name} | {card} | {a['people'][0]} / {a['people'][1]} | {show(loss, 'auc')} | "
                    f"{show(loss, 'epsilon_lower_bound')} | {show(ref, 'auc')} | {show(ref, 'epsilon_lower_bound')} |")
     return out

@@ -18,7 +18,7 @@ from ..errors import DPPoseZooError
 
 EPILOG = """examples:
   dp-pose audit runs/paper_grid/finetune-dp-sgd-eps1-C0.1 \\
-      --members synthpose:private-train:1000 --non-members synthpose:private-test:1000
+      --members synthpose:private-train:500 --non-members synthpose:private-test:500
   dp-pose audit runs/my-model --members data/train --non-members data/heldout --reference runs/public-pretrain
   dp-pose audit runs/my-model --members mpii:data/mpii --non-members coco:data/coco --json
   dp-pose audit runs/paper_grid/finetune-* --members synthpose:private-train:500 \\
@@ -127,7 +127,9 @@ def _report(args, checkpoint, config, results, reference_dir, people) -> int:
     violated = [r for r in results if r.epsilon_lower_bound > claimed]
     method = (config.get("recipe") or {}).get("method", "?")
     if args.json:
-        print(json.dumps({"checkpoint": str(checkpoint), "method": method, "card_epsilon": claimed,
+        # strict JSON, as keypoints.json: a non-private model's epsilon is spelled "inf"
+        print(json.dumps({"checkpoint": str(checkpoint), "method": method,
+                          "card_epsilon": claimed if math.isfinite(claimed) else "inf",
                           "delta": delta, "members": args.members, "non_members": args.non_members,
                           "people": list(people), "reference": str(reference_dir) if reference_dir else None,
                           "attacks": [r.to_dict() for r in results], "violated": bool(violated)}), flush=True)

@@ -52,11 +52,6 @@ def batch_losses(model: TinyViTSimCC, batches: list[dict[str, torch.Tensor]]) ->
     return torch.cat(losses).double().numpy()
 
 
-def person_losses(model: TinyViTSimCC, dataset: PoseDataset, *, batch_size: int = 32) -> np.ndarray:
-    """The training loss of every person in ``dataset`` (no augmentation), shape ``(N,)``."""
-    return batch_losses(model, crop_batches(dataset, model, batch_size=batch_size))
-
-
 def roc_auc(members: np.ndarray, non_members: np.ndarray) -> float:
     """P(score of a member > score of a non-member), ties counted half (Mann-Whitney U)."""
     members, non_members = np.asarray(members, float), np.asarray(non_members, float)
@@ -164,14 +159,3 @@ def attack(model: TinyViTSimCC, data: AuditData, *, delta: float, confidence: fl
                                     delta=delta, confidence=confidence))
     return results
 
-
-def run_audit(model: TinyViTSimCC, members: PoseDataset, non_members: PoseDataset, *, delta: float,
-              reference: TinyViTSimCC | None = None, confidence: float = 0.95,
-              batch_size: int = 32) -> list[AttackResult]:
-    """Audit one model: crops, the reference's losses if given, then :func:`attack`."""
-    check_disjoint(members, non_members)
-    data = AuditData(crop_batches(members, model, batch_size=batch_size),
-                     crop_batches(non_members, model, batch_size=batch_size))
-    if reference is not None:
-        data.reference_losses = batch_losses(reference, data.members), batch_losses(reference, data.non_members)
-    return attack(model, data, delta=delta, confidence=confidence)
