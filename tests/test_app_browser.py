@@ -37,6 +37,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from _app_fixtures import (PHOTO, SECOND_REPO, best_match, clip_frames, fake_cache, label_mismatch,  # noqa: E402
                            relabelled_default, skeleton_pixels, write_y4m)
+from _blocked_imports import TRAINING_STACK, blocking_prelude  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -47,22 +48,12 @@ ARTIFACTS_ENV = "DP_POSE_TEST_ARTIFACTS"
 # Label pixels that may differ from a redrawn label and still count as that label (a match gives 0, another
 # label hundreds: see label_mismatch).
 LABEL_TOLERANCE = 20
-BLOCKED = ("torch", "torchvision", "timm", "opacus", "onnx", "safetensors")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 
 # `dp-pose demo ARGS` with torch & co. unimportable: the app must run on the ONNX runtime alone.
-SERVER = textwrap.dedent(f"""
-    import sys
-
-    class _NoHeavyDeps:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {BLOCKED!r}:
-                raise ModuleNotFoundError(f"No module named {{name!r}} (blocked: torch-free test)", name=name)
-            return None
-
-    sys.meta_path.insert(0, _NoHeavyDeps())
+SERVER = blocking_prelude(TRAINING_STACK) + textwrap.dedent("""
     from dp_pose_zoo.cli import main
     sys.exit(main(sys.argv[1:]))
 """)

@@ -17,7 +17,8 @@ import pytest
 
 from dp_pose_zoo import cli
 
-BLOCKED = ("torch", "torchvision", "timm", "opacus", "onnx", "safetensors")
+sys.path.insert(0, str(Path(__file__).parent))
+from _blocked_imports import TRAINING_STACK, blocking_prelude  # noqa: E402
 
 
 def test_demo_help_has_examples_and_loopback_default(capsys):
@@ -88,16 +89,8 @@ def test_an_unknown_model_is_one_line_and_exit_2_before_serving(capsys, tmp_path
 def test_the_app_builds_and_runs_a_frame_without_torch(tmp_path):
     """The whole app layer (gradio page and core) with torch, timm, opacus, onnx unimportable."""
     pytest.importorskip("gradio")
-    code = textwrap.dedent(f"""
-        import json, sys
-
-        class _NoHeavyDeps:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in {BLOCKED!r}:
-                    raise ModuleNotFoundError(f"No module named {{name!r}} (blocked)", name=name)
-                return None
-
-        sys.meta_path.insert(0, _NoHeavyDeps())
+    code = blocking_prelude(TRAINING_STACK) + textwrap.dedent("""
+        import json
         import numpy as np
         from dp_pose_zoo_app import core, ui
 
@@ -107,12 +100,12 @@ def test_the_app_builds_and_runs_a_frame_without_torch(tmp_path):
         frame = np.full((96, 64, 3), 128, np.uint8)
         out, stats = core.LiveSession()(frame, loader(key), model_key=key, people="whole frame",
                                         options=core.make_options(kpt_thr=0.0, smooth=True, anonymize="blur"))
-        heavy = sorted(m for m in sys.modules if m.split(".")[0] in {BLOCKED!r})
-        print(json.dumps({{"heavy": heavy, "people": stats.people, "shape": list(out.shape),
-                          "blocks": type(app).__name__}}))
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+        print(json.dumps({"heavy": heavy, "people": stats.people, "shape": list(out.shape),
+                          "blocks": type(app).__name__}))
     """)
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=180,
-                          env={**__import__("os").environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+                          env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"heavy": [], "people": 1, "shape": [96, 64, 3], "blocks": "Blocks"}

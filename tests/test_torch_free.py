@@ -14,22 +14,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _blocked_imports import TRAINING_STACK, blocking_prelude  # noqa: E402
+
 PHOTO = Path(__file__).parent / "data" / "coco-sample" / "000000000785.jpg"
-BLOCKED = ("torch", "torchvision", "timm", "opacus", "gradio", "onnx", "safetensors")
-
-PRELUDE = textwrap.dedent("""
-    import sys
-
-    BLOCKED = {blocked!r}
-
-    class _NoHeavyDeps:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                raise ModuleNotFoundError(f"No module named {{name!r}} (blocked: torch-free test)", name=name)
-            return None
-
-    sys.meta_path.insert(0, _NoHeavyDeps())
-""")
+PRELUDE = blocking_prelude(TRAINING_STACK + ("gradio",))  # the runtime needs no app extra either
 
 CHILD = textwrap.dedent("""
     import json, sys
@@ -66,7 +55,7 @@ def test_runtime_runs_without_torch(tiny_checkpoint, tmp_path):
     meta = model_metadata(config, (tiny_checkpoint / "README.md").read_text(), precision="fp32")
     onnx_path = export_onnx(model, tmp_path / "model.onnx", metadata=meta)
 
-    code = PRELUDE.format(blocked=BLOCKED) + CHILD
+    code = PRELUDE + CHILD
     proc = subprocess.run([sys.executable, "-c", code, str(onnx_path), str(PHOTO)], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -78,6 +67,6 @@ def test_runtime_runs_without_torch(tiny_checkpoint, tmp_path):
 
 def test_the_blocker_really_blocks(tmp_path):
     """Guard against a vacuous pass: with the prelude, ``import torch`` must fail in the child."""
-    code = PRELUDE.format(blocked=BLOCKED) + "import torch\n"
+    code = PRELUDE + "import torch\n"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "blocked: torch-free test" in proc.stderr
