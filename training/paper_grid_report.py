@@ -31,7 +31,7 @@ def collect(cells, runs: Path) -> list[dict]:
         config = _read(runs / cell.name / "config.json")
         privacy = config.get("privacy") or {}
         rows.append(dict(cell=cell, pckh=evaluation["pckh"], spent=privacy.get("epsilon", math.inf),
-                         sigma=privacy.get("noise_multiplier"), steps=config["progress"].get("step"),
+                         sigma=privacy.get("noise_multiplier"),
                          audit=_read(runs / cell.name / "audit.json")))
     return rows
 
@@ -63,12 +63,17 @@ def _mean(rows, strategy, method, epsilon=None, clip=None, public_data=None) -> 
     return None
 
 
+def _finetune_dp_pdp(rows, epsilon, clip) -> tuple[float | None, float | None]:
+    """DP-SGD's and PDP-SGD's PCKh Mean in one finetune (epsilon, C) cell (the paper's Figure 1 pair)."""
+    return _mean(rows, "finetune", "dp-sgd", epsilon, clip), _mean(rows, "finetune", "pdp-sgd", epsilon, clip)
+
+
 def gain_table(rows, epsilons, clips) -> list[str]:
     out = ["| C \\ epsilon | " + " | ".join(f"{e:g}" for e in epsilons) + " |", "|---" * (1 + len(epsilons)) + "|"]
     for clip in clips:
         cells = []
         for eps in epsilons:
-            dp, pdp = _mean(rows, "finetune", "dp-sgd", eps, clip), _mean(rows, "finetune", "pdp-sgd", eps, clip)
+            dp, pdp = _finetune_dp_pdp(rows, eps, clip)
             cells.append("-" if dp is None or pdp is None else f"{pdp - dp:+.2f} ({dp:.2f} -> {pdp:.2f})")
         out.append(f"| {clip:g} | " + " | ".join(cells) + " |")
     return out
@@ -165,7 +170,7 @@ def plot(rows, spec, img_dir: Path) -> list[str]:
     for i, clip in enumerate(clips):
         gains = []
         for eps in epsilons:
-            dp, pdp = _mean(rows, "finetune", "dp-sgd", eps, clip), _mean(rows, "finetune", "pdp-sgd", eps, clip)
+            dp, pdp = _finetune_dp_pdp(rows, eps, clip)
             gains.append(float("nan") if dp is None or pdp is None else pdp - dp)
         ax.bar([j + (i - (len(clips) - 1) / 2) * width for j in range(len(epsilons))], gains, width,
                label=f"C={clip:g}")
