@@ -125,6 +125,44 @@ def test_int8_pckh_drop_is_bounded(tmp_path):
     assert result.report["fp32"]["max_keypoint_px"] <= 0.5
 
 
+@pytest.mark.parametrize("opset, unfused_erf", [(17, True), (20, False)])
+def test_gelu_after_an_int8_conv_stays_fused_from_opset_20(tmp_path, opset, unfused_erf):
+    """With frozen BatchNorm (folded into the conv) an MBConv conv feeds GELU directly.
+
+    At opset 17 GELU is an erf chain; the quantizer gives the conv's output one
+    DequantizeLinear per consumer, so ORT can no longer fuse the chain and runs
+    Div/Erf/Add/Mul in float. At opset 20 GELU is one node and stays one.
+    """
+    import onnxruntime as ort
+    import torch
+
+    from dp_pose_zoo.export import export_onnx, load_profile
+    from dp_pose_zoo.export.quantize import quantize_int8
+    from dp_pose_zoo.training.model import ModelConfig, TinyViTSimCC
+
+    torch.manual_seed(0)
+    model = TinyViTSimCC(ModelConfig(input_size=(64, 64), norm="frozen-bn"))
+    with torch.no_grad():  # a fresh model's equal tensors would be merged by the export: make them differ
+        for p in model.parameters():
+            p.add_(torch.randn_like(p), alpha=1e-3)
+    fp32 = export_onnx(model, tmp_path / "model.onnx", opset=opset)
+    crops = np.random.default_rng(0).normal(size=(8, 3, 64, 64)).astype(np.float32)
+    quantize_int8(fp32, tmp_path / "int8.onnx", crops=crops, profile=load_profile("x86-vnni"))
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(tmp_path / "int8.onnx"), options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    assert ops.count("QLinearConv") > 0
+    assert ("Erf" in ops) == unfused_erf, sorted(set(ops))
+
+
+def test_export_defaults_to_opset_20(exported):
+    for name in ("model.onnx", "model.int8.onnx"):
+        model = onnx.load(str(exported / name))
+        assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == 20
+        assert "Erf" not in {n.op_type for n in model.graph.node}
+
+
 def test_missing_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
     assert run_cli(["export", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip()

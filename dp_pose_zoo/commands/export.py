@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..runtime.metadata import DEFAULT_OPSET
+
 EPILOG = """examples:
   dp-pose export runs/demo --format onnx                                  # runs/demo/onnx/model.onnx
   dp-pose export runs/demo --format onnx --int8 --calibration synthpose    # + model.int8.onnx
@@ -34,7 +36,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default: %(default)s)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: CHECKPOINT/onnx)")
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or later (default: %(default)s)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                   help="ONNX opset, 17 or later; 20 and later export GELU as one node, which keeps it fused "
+                        "between INT8 convolutions (default: %(default)s)")
     q = p.add_argument_group("INT8")
     q.add_argument("--int8", action="store_true", help="also write model.int8.onnx (static QDQ)")
     q.add_argument("--calibration", default="synthpose", metavar="synthpose|DIR|SPEC",

@@ -29,7 +29,7 @@ import torch
 from ..card import parse_card
 from ..errors import CardError, CheckpointError
 from ..io import atomic_dir
-from ..runtime.metadata import FORMAT_VERSION, encode_metadata
+from ..runtime.metadata import DEFAULT_OPSET, FORMAT_VERSION, encode_metadata
 from ..runtime.onnx_model import OnnxModel
 from ..skeleton import JOINT_NAMES
 from . import parity
@@ -38,7 +38,6 @@ from .profiles import DEFAULT_PROFILE, QuantProfile, load_profile
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OPSET = 17
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 REPORT_FILE = "parity.json"

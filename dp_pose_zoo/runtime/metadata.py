@@ -17,6 +17,9 @@ from ..errors import CheckpointError
 
 METADATA_PREFIX = "dp_pose_zoo."
 FORMAT_VERSION = 1
+# The opset dp-pose export writes. From opset 20 GELU is one ONNX node: between two INT8 convolutions
+# the quantizer's Q/DQ pairs then cannot split its erf chain, which ORT would no longer fuse.
+DEFAULT_OPSET = 20
 # Keys whose values are JSON; the others are plain strings.
 _JSON_KEYS = ("privacy", "input_size", "joint_names", "quantization")
 _FLOAT_KEYS = ("split_ratio",)
