@@ -1,9 +1,12 @@
 """Inference speed in one run: torch eager vs ORT fp32 vs ORT INT8, same machine, same crops.
 
     python benchmarks/export_speed.py [--checkpoint DIR] [--input 256x192] [--threads 2] [--profile x86-vnni]
+                                      [--keep DIR]
 
-Without ``--checkpoint`` a freshly initialised TinyViT-SimCC is used: speed does
-not depend on the weights. The INT8 model is calibrated on SynthPose's public
+Without ``--checkpoint`` a freshly initialised TinyViT-SimCC is used, its
+parameters jittered (see :func:`jitter_`): speed does not depend on the weights,
+but a fresh model's many equal tensors would give INT8 a graph no trained
+checkpoint gives. The INT8 model is calibrated on SynthPose's public
 domain, as ``dp-pose export --int8`` does. Each (engine, batch) runs a few
 warm-up calls, then ``--repeats`` timed calls; the median is reported as ms
 per crop. The CPU flags and the load average are printed beside the results,
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -46,6 +50,19 @@ def cpu_flags() -> str:
     return f"{model}; " + " ".join(f for f in FLAGS if f in have)
 
 
+def jitter_(model: torch.nn.Module, scale: float = 1e-3) -> None:
+    """Add small noise to every parameter, in place, so no two parameters are equal.
+
+    A fresh model's LayerNorm and bias tensors are all ones or zeros; the ONNX export
+    merges equal initializers, and the INT8 quantizer then takes a merged LayerNorm
+    bias for a Conv bias: 40 extra DequantizeLinear nodes run per call (seen at
+    256x192), which a trained checkpoint never has.
+    """
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p), alpha=scale)
+
+
 def median_ms(fn, repeats: int, warmup: int = 3) -> float:
     for _ in range(warmup):
         fn()
@@ -64,6 +81,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--profile", default="x86-vnni")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="also keep the two ONNX models in DIR (for benchmarks/int8_profile.py)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -75,6 +94,7 @@ def main() -> None:
         h, w = (int(v) for v in args.input.split("x"))
         torch.manual_seed(0)
         model = TinyViTSimCC(ModelConfig(input_size=(h, w)))
+        jitter_(model)
     model.eval()
     size = model.config.input_size
     crops = dataset_crops(load_dataset("synthpose:private-val:8"), size).batch
@@ -87,6 +107,10 @@ def main() -> None:
         # Bare sessions (the runtime's own options): no metadata needed to time the graph.
         fp32 = open_session(fp32_path, threads=args.threads)
         int8 = open_session(int8_path, threads=args.threads)
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for path in (fp32_path, int8_path):
+                shutil.copyfile(path, args.keep / path.name)
 
         def torch_run(batch):
             with torch.inference_mode():

@@ -1,9 +1,11 @@
 """INT8 variants of one exported model against its fp32 ONNX, in one run (issue 5's 2x goal).
 
-The shipped static QDQ model (``model.int8.onnx`` from ``dp-pose export --int8``) against two
-alternatives built here: dynamic quantization of the weight MatMuls, and static quantization in
-ORT's QOperator format (QLinearConv / QLinearMatMul instead of Q/DQ pairs). Median ms per crop at
-batch 1 and 8, the engines taking turns call by call so load changes hit all alike.
+The shipped static QDQ model (``model.int8.onnx`` from ``dp-pose export --int8``) against
+alternatives built here: the shipped recipe with the convolutions left float, and with attention's
+activation x activation MatMuls quantized too; dynamic quantization of the weight MatMuls; static
+quantization in ORT's QOperator format (QLinearConv / QLinearMatMul instead of Q/DQ pairs). Median ms per crop at
+batch 1 and 8, the engines taking turns call by call so load changes hit all alike (their thread
+pools do not spin between calls).
 
     python benchmarks/int8_variants.py runs/default_full_dpsgd_eps1/onnx --threads 2
 """
@@ -11,6 +13,7 @@ batch 1 and 8, the engines taking turns call by call so load changes hit all ali
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 import time
@@ -22,7 +25,8 @@ import onnxruntime as ort
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from dp_pose_zoo.export.quantize import CropReader, activation_matmuls
+from dp_pose_zoo.export.profiles import load_profile
+from dp_pose_zoo.export.quantize import CropReader, activation_matmuls, quantize_int8
 
 
 def main() -> None:
@@ -45,6 +49,12 @@ def main() -> None:
         variants["dynamic MatMul"] = Path(tmp) / "dynamic.onnx"
         # Calibration on noise crops: speed does not depend on the ranges found.
         crops = rng.normal(size=(32, 3, height, width)).astype(np.float32)
+        shipped = load_profile("x86-vnni")
+        for name, change in (("QDQ, convs float", {"op_types_to_quantize": ("MatMul",)}),
+                             ("QDQ + attention MatMuls", {"matmul_const_b_only": False})):
+            path = Path(tmp) / f"{len(variants)}.onnx"
+            quantize_int8(fp32, path, crops=crops, profile=dataclasses.replace(shipped, **change))
+            variants[name] = path
         quantize_static(str(pre), f"{tmp}/qoperator.onnx", CropReader(model.graph.input[0].name, crops),
                         quant_format=QuantFormat.QOperator, op_types_to_quantize=["Conv", "MatMul"],
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -53,6 +63,8 @@ def main() -> None:
         variants["static QOperator"] = Path(tmp) / "qoperator.onnx"
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
+        # Taking turns call by call, a session whose idle pool spins would steal the cores from the next.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         sessions = {k: ort.InferenceSession(str(v), options, providers=["CPUExecutionProvider"])
                     for k, v in variants.items()}
         print(f"# {args.onnx_dir}, input {height}x{width}, {args.threads} threads, load {os.getloadavg()[0]:.2f}")
@@ -68,7 +80,7 @@ def main() -> None:
                     times[k].append(time.perf_counter() - t)
             med = {k: 1000 * float(np.median(v)) / batch for k, v in times.items()}
             for k, v in med.items():
-                print(f"batch {batch}  {k:22s} {v:7.2f} ms/crop   {med['fp32'] / v:.2f}x fp32")
+                print(f"batch {batch}  {k:24s} {v:7.2f} ms/crop   {med['fp32'] / v:.2f}x fp32")
         print(f"# load at end {os.getloadavg()[0]:.2f}")
 
 
