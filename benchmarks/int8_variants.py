@@ -3,9 +3,9 @@
 The shipped static QDQ model (``model.int8.onnx`` from ``dp-pose export --int8``) against
 alternatives built here: the shipped recipe with the convolutions left float, and with attention's
 activation x activation MatMuls quantized too; dynamic quantization of the weight MatMuls; static
-quantization in ORT's QOperator format (QLinearConv / QLinearMatMul instead of Q/DQ pairs). Median ms per crop at
-batch 1 and 8, the engines taking turns call by call so load changes hit all alike (their thread
-pools do not spin between calls).
+quantization in ORT's QOperator format (QLinearConv / QLinearMatMul instead of Q/DQ pairs). Median
+ms per crop at batch 1 and 8, the engines taking turns call by call so load changes hit all alike
+(their thread pools do not spin between calls).
 
     python benchmarks/int8_variants.py runs/default_full_dpsgd_eps1/onnx --threads 2
 """
