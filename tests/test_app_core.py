@@ -111,6 +111,59 @@ def test_loader_opens_each_model_once_and_refuses_unknown_keys(loader):
         loader("nope")
 
 
+def test_opening_a_model_holds_up_only_its_own_callers(loader, monkeypatch):
+    """A stream on an open model keeps getting it while another model takes its time to open."""
+    import threading
+
+    import dp_pose_zoo.runtime.pretrained as pretrained
+
+    first, second = list(loader.choices.values())
+    slow = core.ModelLoader([first, second], threads=1)
+    slow._open[first.key] = opened = object()
+    release, started = threading.Event(), threading.Event()
+
+    def opening(key, threads=None):
+        started.set()
+        release.wait(30)
+        return ("opened", key)
+
+    monkeypatch.setattr(pretrained, "from_pretrained", opening)
+    results = {}
+    opener = threading.Thread(target=lambda: results.setdefault("second", slow(second.key)))
+    opener.start()
+    assert started.wait(30)
+    reader = threading.Thread(target=lambda: results.setdefault("first", slow(first.key)))
+    reader.start()
+    reader.join(30)  # with one lock for all models this would wait for `release`
+    try:
+        assert not reader.is_alive() and results["first"] is opened and "second" not in results
+    finally:
+        release.set()
+        opener.join(30)
+    assert results["second"] == ("opened", second.key)
+
+
+def test_a_model_that_fails_to_open_fails_each_time_and_can_open_later(loader, monkeypatch):
+    import dp_pose_zoo.runtime.pretrained as pretrained
+    from dp_pose_zoo.errors import CheckpointError
+
+    choice = list(loader.choices.values())[1]
+    fresh = core.ModelLoader([choice], threads=1)
+    calls = []
+
+    def broken(key, threads=None):
+        calls.append(key)
+        raise CheckpointError(f"{key}: not a loadable ONNX model (corrupt or truncated?)")
+
+    monkeypatch.setattr(pretrained, "from_pretrained", broken)
+    for _ in range(2):
+        with pytest.raises(CheckpointError, match="corrupt or truncated"):
+            fresh(choice.key)
+    assert calls == [choice.key, choice.key]  # tried again, not remembered as open
+    monkeypatch.undo()
+    assert fresh(choice.key).metadata["privacy"]["epsilon"] == SECOND_EPSILON
+
+
 def test_options_from_the_switches():
     assert core.make_options(kpt_thr=0.3, smooth=True, anonymize="off").anonymize is None
     options = core.make_options(kpt_thr=0.2, smooth=False, anonymize="pixelate")

@@ -131,13 +131,17 @@ def privacy_markdown(choice: ModelChoice) -> str:
 
 
 class ModelLoader:
-    """Opens each chosen model once (``from_pretrained``: card and ONNX checked) and keeps it open."""
+    """Opens each chosen model once (``from_pretrained``: card and ONNX checked) and keeps it open.
+
+    One lock per model: opening a model (seconds) holds up only the callers of
+    that model, never the live streams already running another one.
+    """
 
     def __init__(self, choices: list[ModelChoice], *, threads: int | None = None):
         self.choices = {c.key: c for c in choices}
         self.threads = threads
         self._open: dict[str, object] = {}
-        self._lock = threading.Lock()
+        self._opening = {key: threading.Lock() for key in self.choices}
 
     def choice(self, key: str) -> ModelChoice:
         if key not in self.choices:
@@ -145,9 +149,10 @@ class ModelLoader:
         return self.choices[key]
 
     def __call__(self, key: str):
-        """The :class:`~dp_pose_zoo.runtime.PoseEstimator` of ``key``."""
+        """The :class:`~dp_pose_zoo.runtime.PoseEstimator` of ``key``; a model that fails to open raises
+        each time it is asked for (nothing half-open is kept)."""
         choice = self.choice(key)
-        with self._lock:
+        with self._opening[key]:
             if key not in self._open:
                 from dp_pose_zoo.runtime.pretrained import from_pretrained
 
