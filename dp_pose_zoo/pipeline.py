@@ -150,9 +150,7 @@ def run_inference(source: Source, estimator, detector: Callable, *, out_dir: str
                 given = detector.boxes_for(frame.index, frame.name) if isinstance(detector, BoxesFile) else None
                 found = tracker(frame.image, boxes=given)
                 if smoother is not None:
-                    for person in found:
-                        person.keypoints = smoother(person.track_id, person.keypoints, frame.timestamp)
-                    smoother.end_frame()
+                    smoother.smooth_frame(found, frame.timestamp)
                 canvas = render(frame.image, found, options=options, privacy=privacy)
                 if image_sink is not None:
                     image_sink.write(canvas, frame.name)

@@ -80,6 +80,12 @@ class PoseSmoother:
         self._age[track_id] = -1  # becomes 0 at end_frame
         return self._filters[track_id](keypoints, t)
 
+    def smooth_frame(self, people, t: float) -> None:
+        """Smooth every person's ``keypoints`` in place (by ``track_id``) at time ``t``, then end the frame."""
+        for person in people:
+            person.keypoints = self(person.track_id, person.keypoints, t)
+        self.end_frame()
+
     def end_frame(self) -> None:
         """Age every track by one frame and forget the stale ones."""
         for track in list(self._age):

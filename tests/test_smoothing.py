@@ -45,3 +45,19 @@ def test_pose_smoother_keeps_one_filter_per_track():
     assert s(1, a + 10, 0.1)[0, 0] < 10 and s(2, b, 0.1)[0, 0] == pytest.approx(100)
     s.end_frame(), s.end_frame(), s.end_frame()
     assert np.array_equal(s(1, a + 50, 0.5), a + 50)  # forgotten: starts afresh
+
+
+def test_smooth_frame_is_the_per_track_calls_then_end_frame():
+    from types import SimpleNamespace
+
+    frame_api, by_hand = PoseSmoother(max_age=1), PoseSmoother(max_age=1)
+    rng = np.random.default_rng(0)
+    for step in range(5):
+        points = {1: rng.normal(size=(16, 2)) * 10, 2: rng.normal(size=(16, 2)) * 10 + 100}
+        people = [SimpleNamespace(track_id=t, keypoints=k.copy()) for t, k in points.items() if step != 2 or t == 1]
+        frame_api.smooth_frame(people, step * 0.1)
+        expected = [by_hand(p.track_id, points[p.track_id], step * 0.1) for p in people]
+        by_hand.end_frame()
+        for person, want in zip(people, expected):
+            assert np.array_equal(person.keypoints, want)
+    assert frame_api._age == by_hand._age

@@ -232,9 +232,7 @@ class LiveSession:
         found = self._tracker(bgr)
         if options.smooth:
             self._smoother = self._smoother or PoseSmoother()
-            for person in found:
-                person.keypoints = self._smoother(person.track_id, person.keypoints, start)
-            self._smoother.end_frame()
+            self._smoother.smooth_frame(found, start)
         else:
             self._smoother = None
         canvas = render(bgr, found, options=options, privacy=estimator.metadata.get("privacy"))
