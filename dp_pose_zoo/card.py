@@ -46,6 +46,13 @@ def format_epsilon(epsilon: float, digits: int = 4) -> str:
     return f"{rounded:f}" if -6 <= rounded.adjusted() < 15 else f"{rounded:E}"
 
 
+def format_epsilon_lower_bound(bound: float, decimals: int = 3) -> str:
+    """An empirical lower bound on epsilon (``dp-pose audit``) rounded DOWN to ``decimals``: the reverse
+    of :func:`format_epsilon`, so a display never shows more leakage than was measured."""
+    scale = 10 ** decimals
+    return f"{math.floor(bound * scale) / scale:.{decimals}f}"
+
+
 PRIVACY_UNIT = "one annotated person instance"
 LIBRARY_NAME = "dp-pose-zoo"
 ZOO_TAG = "dp-pose-zoo"  # every card carries it, so Hub search (list_models(filter=ZOO_TAG)) finds the zoo

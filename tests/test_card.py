@@ -165,3 +165,17 @@ def test_format_epsilon_never_shows_less_than_was_spent():
         text = format_epsilon(float(eps), 3)
         assert Decimal(text) >= Decimal(float(eps))
         assert Decimal(text) - Decimal(float(eps)) <= Decimal(10) ** (Decimal(float(eps)).adjusted() - 2)
+
+
+def test_an_audit_lower_bound_is_never_shown_above_what_was_measured():
+    from decimal import Decimal
+
+    import numpy as np
+
+    from dp_pose_zoo.card import format_epsilon_lower_bound
+
+    assert format_epsilon_lower_bound(2.5309) == "2.530"  # rounding to nearest would show 2.531
+    assert format_epsilon_lower_bound(0.0) == "0.000" and format_epsilon_lower_bound(1.0) == "1.000"
+    for bound in np.random.default_rng(0).uniform(0, 10, 2000):
+        shown = Decimal(format_epsilon_lower_bound(float(bound)))
+        assert shown <= Decimal(float(bound)) < shown + Decimal("0.001")

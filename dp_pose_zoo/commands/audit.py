@@ -13,7 +13,7 @@ import math
 import sys
 from pathlib import Path
 
-from ..card import format_epsilon
+from ..card import format_epsilon, format_epsilon_lower_bound
 from ..errors import DPPoseZooError
 
 EPILOG = """examples:
@@ -112,18 +112,16 @@ def run(args) -> int:
                 reference_losses[reference_dir] = (batch_losses(reference, data.members),
                                                    batch_losses(reference, data.non_members))
             data.reference_losses = reference_losses[reference_dir]
-        results = attack(model, data, delta=(config.get("privacy") or {}).get("delta") or 1e-5,
-                         confidence=args.confidence)
-        status = max(status, _report(args, checkpoint, config, results, reference_dir,
+        delta = (config.get("privacy") or {}).get("delta") or 1e-5
+        results = attack(model, data, delta=delta, confidence=args.confidence)
+        status = max(status, _report(args, checkpoint, config, delta, results, reference_dir,
                                      (len(members), len(non_members))))
     return status
 
 
-def _report(args, checkpoint, config, results, reference_dir, people) -> int:
+def _report(args, checkpoint, config, delta, results, reference_dir, people) -> int:
     """Print one checkpoint's audit; 3 if an attack's bound beats the card's epsilon."""
-    privacy = config.get("privacy") or {}
-    claimed = privacy.get("epsilon", math.inf)
-    delta = privacy.get("delta") or 1e-5
+    claimed = (config.get("privacy") or {}).get("epsilon", math.inf)
     violated = [r for r in results if r.epsilon_lower_bound > claimed]
     method = (config.get("recipe") or {}).get("method", "?")
     if args.json:
@@ -140,8 +138,8 @@ def _report(args, checkpoint, config, results, reference_dir, people) -> int:
               + (f", reference: {reference_dir}" if reference_dir else ""))
         print(f"{'attack':20s} {'AUC':>6s} {'TPR':>6s} {'FPR':>6s}  empirical epsilon >= ({args.confidence:.0%})")
         for r in results:
-            shown = math.floor(r.epsilon_lower_bound * 1000) / 1000  # a lower bound is shown rounded down
-            print(f"{r.name:20s} {r.auc:6.3f} {r.tpr:6.3f} {r.fpr:6.3f}  {shown:.3f}", flush=True)
+            print(f"{r.name:20s} {r.auc:6.3f} {r.tpr:6.3f} {r.fpr:6.3f}  "
+                  f"{format_epsilon_lower_bound(r.epsilon_lower_bound)}", flush=True)
     if violated:
         print(f"dp-pose audit: {checkpoint}: the empirical lower bound exceeds the card's epsilon "
               f"{format_epsilon(claimed)}: the privacy claim is wrong; do not release this checkpoint",
