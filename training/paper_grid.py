@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from dp_pose_zoo.io import atomic_write_bytes
 from paper_grid_report import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,9 +101,7 @@ def run_cell(cell: Cell, spec: dict) -> str:
         fh.write(result.stderr)
         if result.returncode != 0:
             return f"{cell.name}: eval failed (see {log})"
-        tmp = out / "eval.json.tmp"
-        tmp.write_text(result.stdout)
-        tmp.replace(out / "eval.json")
+        atomic_write_bytes(out / "eval.json", result.stdout.encode())
     return f"{cell.name}: done in {time.time() - start:.0f} s"
 
 
@@ -147,10 +146,7 @@ def cmd_audit(args) -> None:
         sys.exit(f"paper_grid: audit failed: {result.stderr.strip()}")
     for line in result.stdout.splitlines():
         report = json.loads(line)
-        out = ROOT / report["checkpoint"] / "audit.json"
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(line + "\n")
-        tmp.replace(out)
+        atomic_write_bytes(ROOT / report["checkpoint"] / "audit.json", (line + "\n").encode())
     print(f"audited {len(cells)} cells in {time.time() - start:.0f} s"
           + (f"; CLAIM BEATEN: {result.stderr.strip()}" if result.returncode == 3 else ""), flush=True)
 
