@@ -63,6 +63,28 @@ def jitter_(model: torch.nn.Module, scale: float = 1e-3) -> None:
             p.add_(torch.randn_like(p), alpha=scale)
 
 
+def benchmark_model(checkpoint: str | None, input_size: str) -> TinyViTSimCC:
+    """The checkpoint's model, or a fresh jittered one (frozen BN, as ModelConfig's default) at ``input_size``
+    ("HxW"); in eval mode."""
+    if checkpoint:
+        from dp_pose_zoo.training.checkpoint import load_model
+
+        model, _ = load_model(checkpoint)
+    else:
+        h, w = (int(v) for v in input_size.split("x"))
+        torch.manual_seed(0)
+        model = TinyViTSimCC(ModelConfig(input_size=(h, w)))
+        jitter_(model)
+    return model.eval()
+
+
+def benchmark_crops(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """8 SynthPose private-val crops to time, and 64 public-domain crops to calibrate INT8 on."""
+    crops = dataset_crops(load_dataset("synthpose:private-val:8"), size).batch
+    calib = dataset_crops(load_dataset("synthpose:public-val:64"), size).batch
+    return crops, calib
+
+
 def median_ms(fn, repeats: int, warmup: int = 3) -> float:
     for _ in range(warmup):
         fn()
@@ -86,19 +108,9 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    if args.checkpoint:
-        from dp_pose_zoo.training.checkpoint import load_model
-
-        model, _ = load_model(args.checkpoint)
-    else:
-        h, w = (int(v) for v in args.input.split("x"))
-        torch.manual_seed(0)
-        model = TinyViTSimCC(ModelConfig(input_size=(h, w)))
-        jitter_(model)
-    model.eval()
+    model = benchmark_model(args.checkpoint, args.input)
     size = model.config.input_size
-    crops = dataset_crops(load_dataset("synthpose:private-val:8"), size).batch
-    calib = dataset_crops(load_dataset("synthpose:public-val:64"), size).batch
+    crops, calib = benchmark_crops(size)
 
     with tempfile.TemporaryDirectory() as tmp:
         fp32_path = export_onnx(model, Path(tmp) / "model.onnx")

@@ -21,16 +21,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from dp_pose_zoo.datasets import load_dataset
-from dp_pose_zoo.export.crops import dataset_crops
 from dp_pose_zoo.export.onnx_export import export_onnx
 from dp_pose_zoo.export.profiles import load_profile
 from dp_pose_zoo.export.quantize import quantize_int8
 from dp_pose_zoo.runtime.onnx_model import open_session
-from dp_pose_zoo.training.model import ModelConfig, TinyViTSimCC
-from export_speed import cpu_flags, jitter_, median_ms
+from export_speed import benchmark_crops, benchmark_model, cpu_flags, median_ms
 
 
 def main() -> None:
@@ -40,19 +36,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=10)
     args = p.parse_args()
-    if args.checkpoint:
-        from dp_pose_zoo.training.checkpoint import load_model
-
-        model, _ = load_model(args.checkpoint)
-    else:
-        h, w = (int(v) for v in args.input.split("x"))
-        torch.manual_seed(0)
-        model = TinyViTSimCC(ModelConfig(input_size=(h, w), norm="frozen-bn"))
-        jitter_(model)
-    model.eval()
+    model = benchmark_model(args.checkpoint, args.input)
     size = model.config.input_size
-    crops = dataset_crops(load_dataset("synthpose:private-val:8"), size).batch
-    calib = dataset_crops(load_dataset("synthpose:public-val:64"), size).batch
+    crops, calib = benchmark_crops(size)
     print(f"# CPU: {cpu_flags()}; input {size[0]}x{size[1]}, norm {model.config.norm}, {args.threads} threads, "
           f"load {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
