@@ -125,13 +125,13 @@ def person_clip(frames: list[np.ndarray], boxes: dict[int, list[float]], out: Pa
     """Frames cut around one person's box (1.25x, 3:4), written to ``out`` (MJPG) for MediaPipe."""
     import cv2
 
+    from dp_pose_zoo.geometry import bbox_to_center_scale, crop_matrix
+
     w, h = CLOSE_UP
     clip = []
-    for index, (x1, y1, x2, y2) in sorted(boxes.items()):
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        bh = max(y2 - y1, (x2 - x1) * h / w) * 1.25
-        scale = h / bh
-        matrix = np.array([[scale, 0, w / 2 - scale * cx], [0, scale, h / 2 - scale * cy]], dtype=np.float32)
+    for index, box in sorted(boxes.items()):
+        center, scale = bbox_to_center_scale(box, aspect_ratio=w / h)
+        matrix = crop_matrix(center, scale, (h, w), padding=1.25)
         clip.append(cv2.warpAffine(frames[index], matrix, (w, h), flags=cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_CONSTANT, borderValue=(114, 114, 114)))
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 10, (w, h))
@@ -144,8 +144,9 @@ def person_clip(frames: list[np.ndarray], boxes: dict[int, list[float]], out: Pa
 def single_person(estimator, frames: list[np.ndarray], kpt_thr: float) -> tuple[float, int]:
     """frames/s of crop + pose + decode with one box filling the frame (``--boxes full``), and the
     frames where the pose was found (at least half the joints above ``kpt_thr``)."""
-    h, w = frames[0].shape[:2]
-    full = np.array([[0, 0, w, h]], dtype=np.float32)
+    from dp_pose_zoo.runtime.pose_estimator import full_frame_boxes
+
+    full = full_frame_boxes(frames[0])
     estimator(frames[0], full)
     found = 0
     t = time.perf_counter()
