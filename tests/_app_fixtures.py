@@ -1,4 +1,5 @@
-"""Shared helpers for the app tests: a second zoo model in a Hub cache, the clip as frames and as a y4m.
+"""Shared helpers for the app tests: a second zoo model in a Hub cache (hub_server.fake_cache), the clip as
+frames and as a y4m.
 
 Not a conftest (that file belongs to the whole suite): tests/test_app*.py
 import what they need from here, as the inference tests do from _infer_fixtures.
@@ -7,11 +8,11 @@ import what they need from here, as the inference tests do from _infer_fixtures.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
+from hub_server import fake_cache  # noqa: F401  (the app tests' Hub cache, as test_zoo's)
 
 DATA = Path(__file__).parent / "data"
 CLIP = DATA / "vtest-clip" / "vtest-clip.avi"
@@ -54,16 +55,6 @@ def relabelled_default(folder: Path, *, epsilon: float = SECOND_EPSILON,
     onnx.save(model, str(folder / "model.onnx"))
     (folder / "README.md").write_text(text, encoding="utf-8")
     return folder
-
-
-def fake_cache(root: Path, repo_id: str, release: Path, *, commit: str = "c" * 40) -> Path:
-    """The Hub cache's layout (models--o--n/{refs,snapshots}) holding ``release``, as a pull leaves it."""
-    storage = root / f"models--{repo_id.replace('/', '--')}"
-    snapshot = storage / "snapshots" / commit
-    shutil.copytree(release, snapshot)
-    (storage / "refs").mkdir(parents=True, exist_ok=True)
-    (storage / "refs" / "main").write_text(commit)
-    return snapshot
 
 
 def clip_frames(limit: int | None = None) -> list[np.ndarray]:

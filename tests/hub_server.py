@@ -370,6 +370,25 @@ def make_release(folder, *, name: str = "tiny-dp", method: str = "dp-sgd", epsil
     return folder
 
 
+def fake_cache(root, repo_id: str, release, *, commit: str = "c" * 40, stamp: bool = True):
+    """The Hub cache's layout (models--o--n/{refs,snapshots}) holding ``release``, as a pull leaves it:
+    no training secrets, and the card stamped with the files' sha256 as ``dp-pose zoo push`` stamps it
+    (``stamp=False``: the card as it is, for a release no push would accept)."""
+    import shutil
+    from pathlib import Path
+
+    from dp_pose_zoo.hub import stamped_card
+
+    storage = Path(root) / f"models--{repo_id.replace('/', '--')}"
+    snapshot = storage / "snapshots" / commit
+    shutil.copytree(release, snapshot, ignore=shutil.ignore_patterns("training_state.pt", "*.jsonl"))
+    if stamp:
+        (snapshot / "README.md").write_text(stamped_card(release).text)
+    (storage / "refs").mkdir(parents=True, exist_ok=True)
+    (storage / "refs" / "main").write_text(commit)
+    return snapshot
+
+
 # -- running the client in a fresh process -------------------------------------------------------
 # huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE when it is imported, so every Hub test
 # runs the client in a subprocess with its own environment; ~/.cache is never touched.

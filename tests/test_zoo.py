@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from hub_server import make_release  # noqa: E402
+from hub_server import fake_cache, make_release  # noqa: E402
 
 from dp_pose_zoo import zoo  # noqa: E402
 from dp_pose_zoo.errors import (CardError, CheckpointError, DefaultModelMissingError, IntegrityError,  # noqa: E402
@@ -30,17 +30,6 @@ def default(tmp_path, monkeypatch):
     folder = make_release(tmp_path / "default", name="default-demo", epsilon=4.0, layout="export")
     monkeypatch.setenv(zoo.DEFAULT_DIR_ENV, str(folder))
     return folder
-
-
-def fake_cache(root: Path, repo_id: str, release: Path, *, commit: str = "c" * 40) -> Path:
-    """The Hub cache's layout (models--o--n/{refs,snapshots}) holding a release, as a pull leaves it."""
-    storage = root / f"models--{repo_id.replace('/', '--')}"
-    snapshot = storage / "snapshots" / commit
-    shutil.copytree(release, snapshot, ignore=shutil.ignore_patterns("training_state.pt", "*.jsonl"))
-    (snapshot / "README.md").write_text(stamped_card(release).text)
-    (storage / "refs").mkdir(parents=True)
-    (storage / "refs" / "main").write_text(commit)
-    return snapshot
 
 
 def test_default_dir_comes_from_the_env_var(default):
