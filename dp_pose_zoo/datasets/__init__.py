@@ -1,11 +1,11 @@
-"""Data sets by spec: ``synthpose:<domain>-<split>[:N]``, ``mpii:PATH``, ``coco:PATH``."""
+"""Data sets by spec: ``synthpose:<domain>-<split>[:N]``, ``mpii:PATH``, ``coco:PATH``, ``lsp:DIR``."""
 
 from __future__ import annotations
 
 from ..errors import DatasetError
 from .base import PersonRecord, PoseDataset
 
-SPEC_HELP = "synthpose:<public|private>-<train|val|test|holdout>[:N], mpii:PATH or coco:PATH"
+SPEC_HELP = "synthpose:<public|private>-<train|val|test|holdout>[:N], mpii:PATH, coco:PATH or lsp:DIR"
 
 
 def load_dataset(spec: str) -> PoseDataset:
@@ -28,6 +28,10 @@ def load_dataset(spec: str) -> PoseDataset:
         from .coco import load_coco
 
         return load_coco(rest)
+    if kind == "lsp":
+        from .lsp import load_lsp
+
+        return load_lsp(rest)
     raise DatasetError(f"unknown data set kind {kind!r} in {spec!r}; expected {SPEC_HELP}")
 
 
