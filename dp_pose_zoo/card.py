@@ -82,7 +82,35 @@ class PrivacyBlock:
         return {k: v for k, v in vars(self).items()}
 
 
-def render_card(*, name: str, privacy: PrivacyBlock, weights_sha256: str, train_data: str,
+# The terms each kind of data set comes under; a card names them for every source it was trained on.
+DATA_TERMS = {
+    "lsp": "Leeds Sports Pose (Johnson and Everingham, BMVC 2010 / CVPR 2011): Flickr photos for research use; "
+           "cite the papers",
+    "mpii": "MPII Human Pose (Andriluka et al., CVPR 2014): annotations under the Simplified BSD license, "
+            "images under the MPII site's terms",
+    "coco": "COCO (Lin et al., ECCV 2014): annotations under CC BY 4.0, images under the Flickr licenses listed "
+            "per image",
+    "synthpose": "SynthPose: drawn by dp-pose-zoo, no real people (Apache-2.0)",
+}
+
+
+def data_sources(train_data: str | list) -> list[tuple[str, float]]:
+    """A recipe's ``train_data`` (one spec, or ``[SPEC | {data, weight}, ...]``) as ``[(spec, weight), ...]``."""
+    items = [train_data] if isinstance(train_data, str) else list(train_data)
+    return [(item, 1.0) if isinstance(item, str) else (str(item["data"]), float(item.get("weight", 1.0)))
+            for item in items]
+
+
+def _data_lines(train_data: str | list) -> list[str]:
+    lines = []
+    for spec, weight in data_sources(train_data):
+        seen = "" if weight == 1.0 else f" (each person seen {weight:g} times an epoch)"
+        terms = DATA_TERMS.get(spec.partition(":")[0])
+        lines.append(f"  - `{spec}`{seen}" + (f": {terms}." if terms else "."))
+    return lines
+
+
+def render_card(*, name: str, privacy: PrivacyBlock, weights_sha256: str, train_data: str | list,
                 pckh: dict[str, float] | None = None, eval_data: str | None = None,
                 base_model: str | None = None, description: str = "",
                 files: Mapping[str, Mapping[str, Any]] | None = None) -> str:
@@ -100,7 +128,7 @@ def render_card(*, name: str, privacy: PrivacyBlock, weights_sha256: str, train_
         library_name=LIBRARY_NAME,
         pipeline_tag="keypoint-detection",
         tags=[ZOO_TAG, "pose-estimation", "differential-privacy", privacy.method, "tinyvit", "simcc"],
-        datasets=[train_data],
+        datasets=[spec for spec, _ in data_sources(train_data)],
         base_model=base_model,
         model_name=name,
         eval_results=eval_results,
@@ -114,10 +142,13 @@ def render_card(*, name: str, privacy: PrivacyBlock, weights_sha256: str, train_
         "",
         "TinyViT-5M with a SimCC head predicting MPII's 16 joints, from dp-pose-zoo.",
         "",
-        f"- Training data: `{train_data}`; strategy `{privacy.strategy}`; {privacy.epochs} epochs, {privacy.steps} steps.",
+        f"- Strategy `{privacy.strategy}`; {privacy.epochs} epochs, {privacy.steps} steps. Training data:",
+        *_data_lines(train_data),
         f"- Privacy: method `{privacy.method}`, epsilon {eps}, delta {privacy.delta}, "
         f"clipping norm {privacy.clipping_norm}; privacy unit: {privacy.privacy_unit}.",
     ]
+    if base_model:
+        lines.append(f"- Initialised from `{base_model}`.")
     if pckh:
         lines.append(f"- PCKh on `{eval_data}`: Mean {pckh['Mean']:.2f}, Mean@0.1 {pckh['Mean@0.1']:.2f}.")
     if description:
@@ -173,7 +204,7 @@ class Card:
     @property
     def train_data(self) -> str | None:
         datasets = self.data.datasets or []
-        return datasets[0] if isinstance(datasets, list) and datasets else datasets or None
+        return " + ".join(map(str, datasets)) if isinstance(datasets, list) and datasets else datasets or None
 
     @property
     def eval_data(self) -> str | None:

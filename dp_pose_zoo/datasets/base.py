@@ -26,7 +26,8 @@ class PersonRecord:
 
     ``image`` names the image file (relative to the data set's image folder);
     ``image_id`` is the identity used to check that two data sets share no
-    image (for SynthPose it encodes domain, split and index).
+    image (for SynthPose it encodes domain, split and index); ``source`` is the
+    data spec the person came from when several are mixed (empty otherwise).
     """
 
     image: str
@@ -37,6 +38,7 @@ class PersonRecord:
     visible: np.ndarray  # (16,) 1.0 visible/annotated, 0.0 not
     head_box: np.ndarray | None = None  # (4,) x1, y1, x2, y2, for PCKh
     derived: np.ndarray = field(default_factory=lambda: np.zeros(NUM_JOINTS, dtype=bool))
+    source: str = ""
 
     def __post_init__(self):
         self.center = np.asarray(self.center, dtype=np.float64).reshape(2)
@@ -50,11 +52,16 @@ class PersonRecord:
 
 @dataclass
 class PoseDataset:
-    """A list of people and a loader for the image (BGR uint8) of each one."""
+    """A list of people and a loader for the image (BGR uint8) of each one.
+
+    ``parts`` describes a mixture (``datasets.mixture``): ``(spec, count,
+    weight)`` per source, in record order; empty for a single data set.
+    """
 
     name: str
     records: list[PersonRecord]
     load_image: Callable[[PersonRecord], np.ndarray]
+    parts: tuple[tuple[str, int, float], ...] = ()
 
     def __len__(self) -> int:
         return len(self.records)
