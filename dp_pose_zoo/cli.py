@@ -24,6 +24,7 @@ EPILOG_TRAIN = """examples:
   dp-pose train --recipe R.yaml --method pdp-sgd --epsilon 1 --clip 0.1 --projection-dim 50 --public-size 100
   dp-pose train --recipe R.yaml --method dp-sgd --epsilon 8 --nproc 2     # 2 processes (DDP, gloo on CPU)
   dp-pose train --resume runs/demo                                          # continue after a stop or a kill
+  dp-pose train --recipe training/recipes/lsp_public_pretrain.yaml --precision bf16 --device cpu
 """
 EPILOG_EVAL = """examples:
   dp-pose eval runs/full --data synthpose:private-test
@@ -40,7 +41,7 @@ _RECIPE_OVERRIDES = {  # CLI flag dest -> recipe key
     "noise_multiplier": "noise_multiplier", "delta": "delta", "clip": "clipping_norm",
     "accountant": "accountant", "batch_size": "batch_size", "physical_batch_size": "physical_batch_size",
     "projection_dim": "projection_dim", "public_size": "public_size", "public_data": "public_data",
-    "refresh_every": "refresh_every",
+    "refresh_every": "refresh_every", "device": "device", "precision": "precision", "num_workers": "num_workers",
 }
 
 
@@ -54,8 +55,11 @@ def _cmd_train(args) -> int:
     if args.stop_after_epochs is not None and args.stop_after_epochs < 1:
         raise _usage(f"--stop-after-epochs must be at least 1; got {args.stop_after_epochs}")
     if args.resume:
+        # How to run (device, precision, loader processes) may change on resume, e.g. on another machine; what
+        # to run may not.
+        how = {key: getattr(args, key) for key in ("device", "precision", "num_workers") if getattr(args, key) is not None}
         out = train(None, args.resume, resume=True, progress_bar=not args.quiet,
-                    stop_after_epochs=args.stop_after_epochs)
+                    stop_after_epochs=args.stop_after_epochs, execution=how)
     else:
         if not args.recipe:
             raise _usage("train needs --recipe R.yaml (or --resume DIR)")
@@ -138,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after N epochs of this run (the schedule still spans all epochs; --resume continues)")
     p.add_argument("--seed", type=int, help="override the recipe's seed")
     p.add_argument("--batch-size", type=int, help="(expected) logical batch size")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"),
+                   help="where to train (recipe default auto: cuda, else mps, else cpu)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                   help="autocast of the forward pass; bf16 needs a CPU with avx512_bf16/amx or a GPU")
+    p.add_argument("--num-workers", type=int, help="data loader processes (decode and augment beside training)")
     dp = p.add_argument_group("differential privacy (override the recipe)")
     dp.add_argument("--method", choices=("non-private", "dp-sgd", "pdp-sgd"))
     dp.add_argument("--epsilon", type=float, help="target epsilon; the noise multiplier is calibrated to it")

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..errors import PrivacyError, RecipeError
 from .losses import simcc_loss
+from .device import FP32, Precision
 from .per_sample import LossFn, batch_size, per_sample_gradients, slice_batch, trainable_names
 
 #: Added to the norm before dividing, so a zero gradient does not divide by zero.
@@ -44,7 +45,7 @@ def _check_clip_args(clipping_norm: float, physical_batch_size: int) -> None:
 
 def clip_and_sum(model: nn.Module, batch: dict[str, torch.Tensor], *, clipping_norm: float,
                  physical_batch_size: int, loss_fn: LossFn = simcc_loss,
-                 prefix_units: int = 0) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+                 prefix_units: int = 0, precision: Precision = FP32) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Sum of per-sample gradients, each clipped to L2 norm <= C, over a logical batch.
 
     The (logical, variable-size) batch is split into physical chunks; per chunk
@@ -55,7 +56,8 @@ def clip_and_sum(model: nn.Module, batch: dict[str, torch.Tensor], *, clipping_n
     (the noise still has to be added by the caller).
 
     ``prefix_units``: the batch holds cached frozen-prefix features (see
-    ``per_sample_gradients``).
+    ``per_sample_gradients``). ``precision`` autocasts the forward passes only:
+    the gradients, norms, clipping and the sum are float32 whatever it is.
 
     Returns ``(summed clipped gradients per parameter name, per-sample norms
     before clipping (n,))``. The norms are for monitoring (e.g. choosing C on
@@ -69,7 +71,7 @@ def clip_and_sum(model: nn.Module, batch: dict[str, torch.Tensor], *, clipping_n
     n = batch_size(batch)
     for start in range(0, n, physical_batch_size):
         grads = per_sample_gradients(model, slice_batch(batch, start, start + physical_batch_size), loss_fn=loss_fn,
-                                     prefix_units=prefix_units)
+                                     prefix_units=prefix_units, autocast=precision.autocast)
         chunk_norms = per_sample_norms(grads)
         factors = clip_factors(chunk_norms, clipping_norm)
         for name in names:

@@ -19,6 +19,7 @@ def predict(model: TinyViTSimCC, dataset: PoseDataset, *, batch_size: int = 32,
             progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints ``(N, 16, 2)`` in image pixels and scores ``(N, 16)`` for every record."""
     model.eval()
+    device = next(model.parameters()).device
     size = model.config.input_size
     keypoints, scores = [], []
     records = dataset.records
@@ -30,8 +31,8 @@ def predict(model: TinyViTSimCC, dataset: PoseDataset, *, batch_size: int = 32,
             matrix = crop_matrix(rec.center, rec.scale, size)
             crops.append(normalize_crop(warp_crop(dataset.load_image(rec), matrix, size)))
             inverses.append(crop_matrix(rec.center, rec.scale, size, inverse=True))
-        simcc_x, simcc_y = model(torch.from_numpy(np.stack(crops)))
-        kpts, conf = decode_simcc(simcc_x.numpy(), simcc_y.numpy(), model.config.split_ratio)
+        simcc_x, simcc_y = model(torch.from_numpy(np.stack(crops)).to(device))
+        kpts, conf = decode_simcc(simcc_x.float().cpu().numpy(), simcc_y.float().cpu().numpy(), model.config.split_ratio)
         keypoints += [apply_affine(k, inv) for k, inv in zip(kpts, inverses)]
         scores.append(conf)
         bar.update(len(batch))

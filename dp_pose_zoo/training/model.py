@@ -154,6 +154,16 @@ class TinyViTSimCC(nn.Module):
                 m.eval()
         return self
 
+    def set_fused_attention(self, enabled: bool) -> None:
+        """Use torch's fused attention kernel (timm's default) or the explicit softmax(QK^T + bias) V.
+
+        Same maths; which is faster depends on the hardware: under CPU bf16 autocast
+        the explicit path trains faster (benchmarks/train_throughput.py).
+        """
+        for m in self.modules():
+            if hasattr(m, "fused_attn") and hasattr(m, "attention_biases"):
+                m.fused_attn = bool(enabled)
+
     def set_strategy(self, strategy: str) -> list[str]:
         """Set ``requires_grad`` for a training strategy; return the trainable names.
 

@@ -14,7 +14,8 @@ only for its trainable part.
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+from typing import Callable, ContextManager
 
 import torch
 from torch import nn
@@ -70,13 +71,38 @@ def check_attention_cache_safe(model: nn.Module) -> None:
         )
 
 
+_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
+
+
+def _float_input(module: nn.Module, args: tuple) -> tuple:
+    return (args[0].float(), *args[1:])
+
+
+@contextlib.contextmanager
+def norms_take_float32(model: nn.Module):
+    """Hand every normalisation layer a float32 input explicitly while the context lasts.
+
+    Autocast runs LayerNorm, GroupNorm and BatchNorm in float32 anyway; but when
+    it inserts that cast itself, the backward pass under ``vmap(grad(...))``
+    fails on a float32/bfloat16 mismatch (torch 2.14). An explicit cast before
+    the layer is the same maths, and the transforms handle it.
+    """
+    handles = [m.register_forward_pre_hook(_float_input) for m in model.modules() if isinstance(m, _NORMS)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def _empty_gradients(model: nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
     params = dict(model.named_parameters())
     return {n: params[n].new_zeros((0, *params[n].shape)) for n in names}
 
 
 def per_sample_gradients(model: nn.Module, batch: dict[str, torch.Tensor], *,
-                         loss_fn: LossFn = simcc_loss, prefix_units: int = 0) -> dict[str, torch.Tensor]:
+                         loss_fn: LossFn = simcc_loss, prefix_units: int = 0,
+                         autocast: Callable[[], ContextManager] = contextlib.nullcontext) -> dict[str, torch.Tensor]:
     """Gradients of each sample's loss w.r.t. every parameter with requires_grad, shape (n, *param.shape).
 
     Each sample is run as a batch of one (``unsqueeze(0)``), so nothing in the
@@ -84,7 +110,10 @@ def per_sample_gradients(model: nn.Module, batch: dict[str, torch.Tensor], *,
     (dropout, drop-path) fail loudly instead of giving per-sample gradients
     that a plain backward pass could not reproduce. With ``prefix_units`` the
     batch's ``image`` holds cached features of the model's frozen prefix
-    (``TinyViTSimCC.frozen_prefix``). Peak memory is ``n`` times
+    (``TinyViTSimCC.frozen_prefix``). ``autocast`` wraps the forward pass
+    alone (mixed precision, ``training.device.Precision.autocast``): the
+    logits are cast back and the loss and the gradients of the float32
+    parameters come out in float32. Peak memory is ``n`` times
     the trainable parameters plus the activations of ``n`` single forward
     passes: callers chunk big batches (see ``dp_step.clip_and_sum``).
     """
@@ -102,8 +131,10 @@ def per_sample_gradients(model: nn.Module, batch: dict[str, torch.Tensor], *,
     def sample_loss(params: dict[str, torch.Tensor], image: torch.Tensor, target_x: torch.Tensor,
                     target_y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         kwargs = {"prefix_units": prefix_units} if prefix_units else {}
-        pred_x, pred_y = functional_call(model, (params, frozen, buffers), (image.unsqueeze(0),), kwargs)
-        return loss_fn(pred_x, pred_y, target_x.unsqueeze(0), target_y.unsqueeze(0), weight.unsqueeze(0))[0]
+        with autocast():
+            pred_x, pred_y = functional_call(model, (params, frozen, buffers), (image.unsqueeze(0),), kwargs)
+        return loss_fn(pred_x.float(), pred_y.float(), target_x.unsqueeze(0), target_y.unsqueeze(0), weight.unsqueeze(0))[0]
 
     per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0, 0, 0), randomness="error")
-    return per_sample(trainable, *(batch[k] for k in BATCH_KEYS))
+    with norms_take_float32(model) if autocast is not contextlib.nullcontext else contextlib.nullcontext():
+        return per_sample(trainable, *(batch[k] for k in BATCH_KEYS))

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import PrivacyError, RecipeError
+from .device import FP32, Precision
 from .per_sample import batch_size, per_sample_gradients, slice_batch, trainable_names
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class SubspaceProjector:
 
 
 def public_gradients(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], *,
-                     physical_batch_size: int) -> torch.Tensor:
+                     physical_batch_size: int, precision: Precision = FP32) -> torch.Tensor:
     """(m, p) flat per-sample gradients of the trainable parameters over ``batches``.
 
     Columns in sorted-name order (``trainable_names``, the order ``flatten``
@@ -161,7 +162,8 @@ def public_gradients(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]
     for batch in batches:
         n = batch_size(batch)
         for start in range(0, n, physical_batch_size):
-            grads = per_sample_gradients(model, slice_batch(batch, start, start + physical_batch_size))
+            grads = per_sample_gradients(model, slice_batch(batch, start, start + physical_batch_size),
+                                         autocast=precision.autocast)
             rows.append(flatten(grads, names, batched=True))
             del grads
     if not rows:
