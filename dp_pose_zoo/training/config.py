@@ -6,9 +6,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import RecipeError
+from ..datasets.mixture import Source, parse_sources
+from ..errors import DatasetError, RecipeError
 from ..yaml_mapping import read_yaml_mapping
 from .data import AugmentConfig
+from .device import DEVICES, PRECISIONS
 from .model import STRATEGIES, ModelConfig
 
 METHODS = ("non-private", "dp-sgd", "pdp-sgd")
@@ -19,7 +21,8 @@ class Recipe:
     """One checkpoint's training recipe (stored inside the checkpoint)."""
 
     name: str
-    train_data: str = "synthpose:private-train"
+    # One data spec, or several mixed: [{data: SPEC, weight: W}, ...] (see datasets.mixture).
+    train_data: str | list = "synthpose:private-train"
     val_data: str | None = "synthpose:private-val"
     strategy: str = "full"
     init: str | None = None  # a checkpoint directory to start from (e.g. public pretraining)
@@ -30,7 +33,9 @@ class Recipe:
     weight_decay: float = 0.05
     warmup_steps: int = 100
     seed: int = 0  # initialisation, augmentation and (non-private) data order
-    num_workers: int = 0
+    num_workers: int = 0  # processes decoding and augmenting images while the model trains
+    device: str = "auto"  # auto | cpu | cuda | mps
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of the forward pass (training.device)
     # DP-SGD / PDP-SGD. ``batch_size`` is the expected (logical) batch: Poisson
     # sampling takes each person with probability batch_size / N every step.
     epsilon: float | None = None  # target; the noise multiplier is calibrated to it
@@ -62,6 +67,18 @@ class Recipe:
             raise RecipeError(f"strategy must be one of {STRATEGIES}; got {self.strategy!r}")
         if self.method not in METHODS:
             raise RecipeError(f"method must be one of {METHODS}; got {self.method!r}")
+        if self.device not in DEVICES:
+            raise RecipeError(f"device must be one of {DEVICES}; got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise RecipeError(f"precision must be one of {PRECISIONS}; got {self.precision!r}")
+        try:
+            sources = parse_sources(self.train_data)
+        except DatasetError as e:
+            raise RecipeError(f"train_data: {e}") from None
+        if self.private and any(s.weight != 1.0 for s in sources):
+            # A weight changes how often a person is sampled; the accountant assumes one rate for everyone.
+            raise RecipeError("source weights are for non-private runs: DP sampling takes every person at the "
+                              "same rate, which the accountant is told")
         for key in ("epochs", "batch_size"):
             if int(getattr(self, key)) < 1:
                 raise RecipeError(f"{key} must be at least 1; got {getattr(self, key)}")
@@ -84,6 +101,10 @@ class Recipe:
     @property
     def private(self) -> bool:
         return self.method != "non-private"
+
+    @property
+    def train_sources(self) -> tuple[Source, ...]:
+        return parse_sources(self.train_data)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -4,34 +4,93 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..codec import SimCCCodec
 from ..datasets.base import PersonRecord, PoseDataset
-from ..geometry import apply_affine, crop_matrix, warp_crop
+from ..errors import RecipeError
+from ..geometry import apply_affine, bbox_to_center_scale, crop_matrix, warp_crop
 from ..preprocess import normalize_crop
-from ..skeleton import FLIP_INDEX
+from ..skeleton import FLIP_INDEX, JOINT_INDEX
+
+# Half-body crops (HRNet): the upper body is the head, neck, thorax and arms; the lower the pelvis and legs.
+UPPER_BODY = tuple(JOINT_INDEX[n] for n in ("thorax", "upper_neck", "head_top", "right_wrist", "right_elbow",
+                                             "right_shoulder", "left_shoulder", "left_elbow", "left_wrist"))
+LOWER_BODY = tuple(JOINT_INDEX[n] for n in ("right_ankle", "right_knee", "right_hip", "left_hip", "left_knee",
+                                             "left_ankle", "pelvis"))
+HALF_BODY_MIN_JOINTS = 8  # a person needs this many visible joints before half of them is worth a crop
+HALF_BODY_ZOOM = 1.5  # the half's joint box is tight: grow it so the limbs' ends stay inside
 
 
 @dataclass
 class AugmentConfig:
-    """The usual top-down augmentation (HRNet's MPII settings)."""
+    """The usual top-down augmentation (HRNet's MPII settings), plus colour jitter and half-body crops.
+
+    Every draw comes from the sample's own generator, seeded by (seed, epoch,
+    index): the same person in the same epoch is always augmented alike.
+    """
 
     flip: float = 0.5  # probability of a horizontal flip
     scale: float = 0.25  # scale factor drawn from N(1, scale) clipped to 1 +- scale
     rotation: float = 30.0  # degrees, N(0, rotation) clipped to +-2 rotation
     rotation_prob: float = 0.6
+    half_body: float = 0.0  # probability of cropping the upper or the lower body alone
+    color: float = 0.0  # brightness, contrast and saturation each scaled by U(1 - color, 1 + color)
+
+    def __post_init__(self):
+        for key in ("flip", "rotation_prob", "half_body"):
+            value = getattr(self, key)
+            if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+                raise RecipeError(f"augment {key} is a probability in [0, 1]; got {value!r}")
+        for key, top in (("scale", 0.9), ("rotation", 180.0), ("color", 0.9)):
+            value = getattr(self, key)
+            if not (isinstance(value, (int, float)) and 0.0 <= value <= top):
+                raise RecipeError(f"augment {key} must be in [0, {top}]; got {value!r}")
 
     @property
     def enabled(self) -> bool:
-        return self.flip > 0 or self.scale > 0 or (self.rotation > 0 and self.rotation_prob > 0)
+        return (self.flip > 0 or self.scale > 0 or (self.rotation > 0 and self.rotation_prob > 0)
+                or self.half_body > 0 or self.color > 0)
+
+
+def half_body_box(joints: np.ndarray, visible: np.ndarray, rng: np.random.Generator,
+                  aspect_ratio: float) -> tuple[np.ndarray, float] | None:
+    """``(center, scale)`` around the upper or the lower body's visible joints, or None when too few are visible."""
+    if visible.sum() < HALF_BODY_MIN_JOINTS:
+        return None
+    halves = (UPPER_BODY, LOWER_BODY) if rng.random() < 0.5 else (LOWER_BODY, UPPER_BODY)
+    for half in halves:
+        chosen = [j for j in half if visible[j] > 0]
+        if len(chosen) >= 2:
+            points = joints[chosen]
+            (x1, y1), (x2, y2) = points.min(axis=0), points.max(axis=0)
+            center, scale = bbox_to_center_scale((x1, y1, x2, y2), aspect_ratio)
+            return center, scale * HALF_BODY_ZOOM
+    return None
+
+
+def jitter_color(crop: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Brightness, contrast and saturation of a BGR uint8 crop, each scaled by U(1 - s, 1 + s), in random order."""
+    image = crop.astype(np.float32)
+    for op in rng.permutation(3):
+        factor = float(rng.uniform(1.0 - strength, 1.0 + strength))
+        if op == 0:  # brightness
+            image = image * factor
+        elif op == 1:  # contrast, about the mean grey
+            grey = float((image @ np.array([0.114, 0.587, 0.299], dtype=np.float32)).mean())
+            image = (image - grey) * factor + grey
+        else:  # saturation, about each pixel's grey
+            grey = image @ np.array([0.114, 0.587, 0.299], dtype=np.float32)
+            image = (image - grey[..., None]) * factor + grey[..., None]
+    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 def crop_person(image: np.ndarray, record: PersonRecord, input_size: tuple[int, int], *,
                 rng: np.random.Generator | None = None, augment: AugmentConfig | None = None):
-    """Crop one person; with ``rng`` and ``augment``, randomly flipped, scaled and rotated.
+    """Crop one person; with ``rng`` and ``augment``, randomly flipped, half-body, scaled, rotated, recoloured.
 
     Returns the crop (BGR uint8), the joints in crop pixels, their visibility
     and the image-to-crop matrix (for mapping predictions back).
@@ -47,12 +106,23 @@ def crop_person(image: np.ndarray, record: PersonRecord, input_size: tuple[int, 
             visible = visible[FLIP_INDEX]
             joints[:, 0] = width - 1 - joints[:, 0]
             center[0] = width - 1 - center[0]
+        if augment.half_body > 0 and rng.random() < augment.half_body:
+            half = half_body_box(joints, visible, rng, input_size[1] / input_size[0])
+            if half is not None:
+                center, scale = half
         scale *= float(np.clip(rng.normal(1.0, augment.scale), 1 - augment.scale, 1 + augment.scale))
         if rng.random() < augment.rotation_prob:
             rotation = float(np.clip(rng.normal(0.0, augment.rotation), -2 * augment.rotation, 2 * augment.rotation))
     matrix = crop_matrix(center, scale, input_size, rotation=rotation)
     crop = warp_crop(np.ascontiguousarray(image), matrix, input_size)
+    if rng is not None and augment is not None and augment.color > 0:
+        crop = jitter_color(crop, rng, augment.color)
     return crop, apply_affine(joints, matrix), visible, matrix
+
+
+def worker_init(worker_id: int) -> None:
+    """A DataLoader worker decodes and warps with one OpenCV thread: the cores belong to the model."""
+    cv2.setNumThreads(1)
 
 
 class SimCCDataset(Dataset):
@@ -105,8 +175,10 @@ class CachedPrefixDataset(Dataset):
         self.base = base
         self.units = units
         items = [base[i] for i in range(len(base))]
+        device = next(model.parameters()).device
         with torch.no_grad():
-            features = [model.forward_prefix(torch.stack([it["image"] for it in items[i:i + batch_size]]), units)
+            features = [model.forward_prefix(torch.stack([it["image"] for it in items[i:i + batch_size]]).to(device),
+                                             units).cpu()
                         for i in range(0, len(items), batch_size)]
         self.features = torch.cat(features) if features else torch.zeros(0)
         self.items = [{k: v for k, v in it.items() if k != "image"} for it in items]

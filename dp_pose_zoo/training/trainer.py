@@ -14,6 +14,7 @@ killed at any point, then resumed, still counts every step it took.
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 import math
 import secrets
@@ -30,11 +31,13 @@ from tqdm import tqdm
 from ..card import PrivacyBlock, render_card
 from ..codec import SimCCCodec
 from ..datasets import PoseDataset, load_dataset
+from ..datasets.mixture import epoch_size, load_mixture, repeats
 from ..errors import CheckpointError, PrivacyError, RecipeError
 from . import accounting
 from .checkpoint import load_model, load_training_state, load_weights, read_config, save_checkpoint
 from .config import Recipe
-from .data import CachedPrefixDataset, SimCCDataset
+from .data import CachedPrefixDataset, SimCCDataset, worker_init
+from .device import FP32, Precision, select
 from .distributed import World, all_reduce_sum, broadcast_float, broadcast_int, init_from_env
 from .dp_step import add_noise, clip_and_sum
 from .evaluate import evaluate
@@ -56,22 +59,31 @@ class Schedule:
 
     A DP epoch is 1/q expected steps; epoch e ends at step ceil(e / q), the
     same count ``dp-pose privacy --epochs`` plans with (``accounting.steps_for``).
+    A non-private epoch visits every person once, or, for a weighted mixture,
+    each source's people ``weight`` times (``parts``: ``(count, weight)`` per
+    source, in record order).
     """
 
     num_people: int
     epoch_ends: tuple[int, ...]
     sample_rate: float | None = None
+    parts: tuple[tuple[int, float], ...] = ()
 
     @classmethod
-    def of(cls, recipe: Recipe, num_people: int) -> "Schedule":
+    def of(cls, recipe: Recipe, data: PoseDataset | int) -> "Schedule":
+        num_people = data if isinstance(data, int) else len(data)
         if num_people < 1:
             raise RecipeError(f"training data {recipe.train_data} holds no people")
         epochs = range(1, recipe.epochs + 1)
         if recipe.private:
             q = Fraction(min(recipe.batch_size, num_people), num_people)
             return cls(num_people, tuple(accounting.steps_for(epochs=e, sample_rate=q) for e in epochs), float(q))
-        per_epoch = math.ceil(num_people / recipe.batch_size)
-        return cls(num_people, tuple(e * per_epoch for e in epochs))
+        parts = () if isinstance(data, int) else tuple((count, weight) for _, count, weight in data.parts)
+        size = num_people if isinstance(data, int) else epoch_size(data)
+        if size < 1:
+            raise RecipeError(f"training data {recipe.train_data}: its weights give an epoch of no people")
+        per_epoch = math.ceil(size / recipe.batch_size)
+        return cls(num_people, tuple(e * per_epoch for e in epochs), parts=parts)
 
     @property
     def total_steps(self) -> int:
@@ -89,18 +101,36 @@ def _stream_seed(*words: int) -> int:
     return int(np.random.SeedSequence([int(w) for w in words]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
+@functools.lru_cache(maxsize=2)
+def epoch_order(schedule: Schedule, seed: int, epoch: int) -> torch.Tensor:
+    """A non-private epoch's people in order: every person once (or, in a weighted mixture, each source
+    ``floor(weight)`` times plus a random ``frac(weight)`` share of it), shuffled by ``(seed, epoch)``."""
+    gen = torch.Generator().manual_seed(_stream_seed(seed, epoch))
+    pool, start = [], 0
+    for count, weight in schedule.parts or ((schedule.num_people, 1.0),):
+        people = torch.arange(start, start + count)
+        whole, extra = repeats(count, weight)
+        pool += [people] * whole
+        if extra:
+            pool.append(people[torch.randperm(count, generator=gen)[:extra]])
+        start += count
+    pool = torch.cat(pool)
+    return pool[torch.randperm(len(pool), generator=gen)]
+
+
 def step_indices(recipe: Recipe, schedule: Schedule, step: int, secret: int | None) -> list[int]:
     """The people step ``step`` trains on.
 
-    Non-private: the epoch's shuffled order, cut into batches. DP: each person
-    independently with probability q, from the run's secret seed (who was
-    sampled must stay hidden for the subsampling amplification to hold).
+    Non-private: the epoch's shuffled order (``epoch_order``), cut into batches.
+    DP: each person independently with probability q, from the run's secret
+    seed (who was sampled must stay hidden for the subsampling amplification
+    to hold).
     """
     n = schedule.num_people
     if schedule.sample_rate is None:
         epoch = schedule.epoch_of(step)
         within = step - schedule.epoch_start(epoch)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(_stream_seed(recipe.seed, epoch)))
+        order = epoch_order(schedule, recipe.seed, epoch)
         return order[within * recipe.batch_size:(within + 1) * recipe.batch_size].tolist()
     gen = torch.Generator().manual_seed(_stream_seed(secret, _SAMPLING, step))
     return torch.nonzero(torch.rand(n, generator=gen) < schedule.sample_rate).flatten().tolist()
@@ -119,13 +149,26 @@ def _lr_lambda(warmup: int, total: int):
     return factor
 
 
-def _gradient_step(model: TinyViTSimCC, batch: dict, optimizer: torch.optim.Optimizer, prefix_units: int = 0) -> float:
-    """One non-private step; returns the mean loss."""
-    simcc_x, simcc_y = model(batch["image"], prefix_units)
-    loss = simcc_loss(simcc_x, simcc_y, batch["target_x"], batch["target_y"], batch["weight"]).mean()
+def _to(batch: dict | None, device: torch.device) -> dict | None:
+    if batch is None or device.type == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _gradient_step(model: TinyViTSimCC, batch: dict, optimizer: torch.optim.Optimizer, prefix_units: int = 0,
+                   precision: Precision = FP32, scaler: torch.amp.GradScaler | None = None) -> float:
+    """One non-private step (the forward pass under ``precision``'s autocast, the loss in fp32); the mean loss."""
+    with precision.autocast():
+        simcc_x, simcc_y = model(batch["image"], prefix_units)
+    loss = simcc_loss(simcc_x.float(), simcc_y.float(), batch["target_x"], batch["target_y"], batch["weight"]).mean()
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if scaler is not None:  # fp16: scale the loss so small gradients survive float16
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
     return float(loss.detach())
 
 
@@ -133,9 +176,11 @@ class _DPStep:
     """Clip, sum (over ranks), noise, project, apply: one DP-SGD / PDP-SGD step."""
 
     def __init__(self, model: TinyViTSimCC, recipe: Recipe, schedule: Schedule, noise_multiplier: float,
-                 world: World, public: PoseDataset | None, codec: SimCCCodec, prefix_units: int):
+                 world: World, public: PoseDataset | None, codec: SimCCCodec, prefix_units: int, *,
+                 precision: Precision = FP32, device: torch.device = torch.device("cpu")):
         self.model, self.recipe, self.world = model, recipe, world
         self.prefix_units = prefix_units
+        self.precision, self.device = precision, device
         self.noise_multiplier = noise_multiplier
         self.expected_batch = schedule.sample_rate * schedule.num_people
         self.names = trainable_names(model)
@@ -146,8 +191,9 @@ class _DPStep:
         self.refresh_steps = None if recipe.refresh_every else {0, *schedule.epoch_ends}
 
     def _refresh(self) -> None:
-        loader = DataLoader(self.public, batch_size=self.recipe.physical_batch_size)
-        grads = public_gradients(self.model, loader, physical_batch_size=self.recipe.physical_batch_size)
+        loader = (_to(b, self.device) for b in DataLoader(self.public, batch_size=self.recipe.physical_batch_size))
+        grads = public_gradients(self.model, loader, physical_batch_size=self.recipe.physical_batch_size,
+                                 precision=self.precision)
         self.projector = SubspaceProjector(self.recipe.projection_dim).fit(grads)
 
     def __call__(self, batch: dict | None, optimizer: torch.optim.Optimizer, step: int, secret: int) -> None:
@@ -159,7 +205,7 @@ class _DPStep:
         else:
             summed, _ = clip_and_sum(self.model, batch, clipping_norm=self.recipe.clipping_norm,
                                      physical_batch_size=self.recipe.physical_batch_size,
-                                     prefix_units=self.prefix_units)
+                                     prefix_units=self.prefix_units, precision=self.precision)
         summed = all_reduce_sum(summed, self.world)
         gen = torch.Generator().manual_seed(_stream_seed(secret, _NOISE, step))
         noisy = add_noise(summed, noise_multiplier=self.noise_multiplier, clipping_norm=self.recipe.clipping_norm,
@@ -222,29 +268,38 @@ def _card(recipe: Recipe, progress: dict, metrics: dict, privacy: dict | None, p
         pckh=pckh, eval_data=recipe.val_data, base_model=recipe.init, description=warning)
 
 
+EXECUTION_KEYS = ("device", "precision", "num_workers")  # how a run executes, not what it computes
+
+
 def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, progress_bar: bool = True,
-          stop_after_epochs: int | None = None) -> Path:
+          stop_after_epochs: int | None = None, execution: dict | None = None) -> Path:
     """Train ``recipe`` into the checkpoint directory ``out_dir``; continue it with ``resume``.
 
     ``stop_after_epochs`` ends this run early (after that many epochs, with a
     checkpoint) without changing the recipe's schedule: ``resume`` picks it up.
-    Under torchrun every rank calls this; rank 0 alone writes.
+    ``execution`` overrides a resumed recipe's ``EXECUTION_KEYS`` (a run moved
+    to a machine without bf16 or a GPU). Under torchrun every rank calls this;
+    rank 0 alone writes.
     """
     out_dir = Path(out_dir)
     world = init_from_env()
+    unknown = sorted(set(execution or {}) - set(EXECUTION_KEYS))
+    if unknown:
+        raise RecipeError(f"only {EXECUTION_KEYS} can change on resume; got {unknown}")
     if resume:
-        recipe = Recipe.from_dict(read_config(out_dir)["recipe"])
+        recipe = Recipe.from_dict({**read_config(out_dir)["recipe"], **(execution or {})})
     elif (out_dir / "config.json").exists():
         raise CheckpointError(f"{out_dir} already holds a checkpoint; pass --resume to continue it or pick another --out")
     if world.size > 1 and not recipe.private:
         raise RecipeError("multi-process training is for DP runs (method dp-sgd or pdp-sgd)")
+    device, precision = select(recipe.device, recipe.precision, private=recipe.private)  # before any data or step
     torch.manual_seed(recipe.seed)
 
     codec = SimCCCodec(recipe.model.input_size, recipe.model.split_ratio)
-    private = load_dataset(recipe.train_data)
+    private = load_mixture(recipe.train_sources)
     train_set = SimCCDataset(private, codec, augment=recipe.augment, seed=recipe.seed)
     val_set = load_dataset(recipe.val_data) if recipe.val_data and world.is_main else None
-    schedule = Schedule.of(recipe, len(private))
+    schedule = Schedule.of(recipe, private)
     public = _load_public(recipe, private) if recipe.method == "pdp-sgd" else None
 
     if resume:
@@ -257,6 +312,11 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
             load_weights(model, Path(recipe.init) / "model.safetensors")
         progress, metrics, config, state = {"epoch": 0, "step": 0, "samples": 0}, {"history": []}, {}, None
     model.set_strategy(recipe.strategy)
+    model.to(device)
+    if precision.dtype is not None:
+        # Mixed precision takes the explicit attention path: per-sample gradients through the fused kernel fail
+        # under vmap (its float32 bias mask meets bf16 queries), and on CPU it also trains faster (benchmarks.md).
+        model.set_fused_attention(False)
     prefix_units = 0
     if recipe.cache_frozen:
         prefix_units = model.frozen_prefix()
@@ -287,7 +347,8 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
         if world.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             journal = LedgerJournal(out_dir / JOURNAL, accountant=recipe.accountant, delta=recipe.delta)
-        dp_step = _DPStep(model, recipe, schedule, sigma, world, public, codec, prefix_units)
+        dp_step = _DPStep(model, recipe, schedule, sigma, world, public, codec, prefix_units,
+                          precision=precision, device=device)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -302,12 +363,15 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
         return [(epoch, i) for i in step_indices(recipe, schedule, step, secret)[world.rank::world.size]]
 
     loader = DataLoader(train_set, batch_sampler=[keys(s) for s in range(start_step, end_step)],
-                        num_workers=recipe.num_workers, collate_fn=_collate)
+                        num_workers=recipe.num_workers, collate_fn=_collate, worker_init_fn=worker_init,
+                        pin_memory=device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type) if precision.name == "fp16" else None
     bar = tqdm(total=end_step - start_step, desc=recipe.name, unit="step", disable=not (progress_bar and world.is_main))
     started, run_seen, seen, loss_sum, loss_count = time.perf_counter(), 0, 0, 0.0, 0
     log.info("training %s (%s, %s): %d people, %d steps in %d epochs", recipe.name, recipe.method,
              recipe.strategy, schedule.num_people, schedule.total_steps, recipe.epochs)
     for step, batch in zip(range(start_step, end_step), loader):
+        batch = _to(batch, device)
         epoch = schedule.epoch_of(step)
         model.train()
         n = 0 if batch is None else len(batch["index"])
@@ -317,7 +381,7 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
             optimizer.zero_grad(set_to_none=True)
             dp_step(batch, optimizer, step, secret)
         else:
-            loss = _gradient_step(model, batch, optimizer, prefix_units)
+            loss = _gradient_step(model, batch, optimizer, prefix_units, precision, scaler)
             loss_sum, loss_count = loss_sum + loss * n, loss_count + n
         scheduler.step()
         seen, run_seen = seen + n, run_seen + n
