@@ -13,13 +13,13 @@ glyphs of their own (:func:`put_text`).
 from __future__ import annotations
 
 import math
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from typing import Any, Iterable
 
 import cv2
 import numpy as np
 
-from .card import format_epsilon
+from .card import epsilon_up, format_epsilon
 from .skeleton import DEFAULT_KPT_THR, LIMBS
 
 # BGR by side: 0 centre, 1 left, 2 right (the person's own left and right).
@@ -54,7 +54,7 @@ def _fmt_epsilon(eps: float) -> str:
     """Epsilon rounded UP to two decimals (a label never shows less than was spent): 7.931 -> 7.94, 8 -> 8.0."""
     if eps >= 1e4 or eps < 0.01:
         return format_epsilon(eps, 3)
-    up = Decimal(eps).quantize(Decimal("0.01"), rounding=ROUND_CEILING)  # exact: no float rounding first
+    up = epsilon_up(eps, Decimal("0.01"))
     text = f"{up:f}".rstrip("0")
     return text + "0" if text.endswith(".") else text
 

@@ -19,6 +19,9 @@ def test_privacy_label():
     assert privacy_label(block) == "ε=8.0 (δ=1e-05, C=1.0) dp-sgd"
     assert privacy_label({**block, "epsilon": 7.931}).startswith("ε=7.94 ")  # rounded up, never down
     assert privacy_label({**block, "epsilon": 7.9300000001}).startswith("ε=7.94 ")
+    assert privacy_label({**block, "epsilon": 0.1}).startswith("ε=0.1 ")  # the decimal given, not its binary value
+    assert privacy_label({**block, "epsilon": 0.2}).startswith("ε=0.2 ")
+    assert privacy_label({**block, "epsilon": 0.10000001}).startswith("ε=0.11 ")
     assert privacy_label({"epsilon": math.inf, "method": "non-private"}) == "ε=∞ non-private"
     assert privacy_label(None).startswith("privacy unknown")
 
