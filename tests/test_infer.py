@@ -11,7 +11,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from _infer_fixtures import CLIP, COCO_DIR, copy_clip, run_cli, tiny_onnx  # noqa: F401 (fixture)
+from _infer_fixtures import CLIP, COCO_DIR, copy_clip, png_claiming, run_cli, tiny_onnx  # noqa: F401 (fixture)
+from hub_server import make_release
 from dp_pose_zoo.sinks import FORMAT, FORMAT_VERSION, csv_columns
 from dp_pose_zoo.skeleton import JOINT_NAMES
 
@@ -105,6 +106,7 @@ def test_bad_inputs_fail_with_one_line_and_no_outputs(tiny_onnx, tmp_path, capsy
     half.write_bytes(tiny_onnx.read_bytes()[: tiny_onnx.stat().st_size // 2])
     _bad(["infer", str(clip), "--model", str(half), *out], tmp_path, capsys, "not a loadable ONNX")
     _bad(["infer", "99", *model, *out], tmp_path, capsys, "webcam 99 did not open")
+    _bad(["infer", "99999999999", *model, *out], tmp_path, capsys, "webcam 99999999999 did not open")
     blocker = tmp_path / "file.txt"
     blocker.write_text("a file, not a folder")
     _bad(["infer", str(clip), *model, "--out", str(blocker / "sub"), "-q"], tmp_path, capsys, "cannot create")
@@ -128,3 +130,26 @@ def test_truncated_video_keeps_frames_before_the_break(tiny_onnx, tmp_path, caps
     assert 0 < n < 30 and kept["summary"]["stopped_early"]
     assert any("broke off" in line and f"frame {n}" in line for line in err)
     assert (out / "cut.mp4").is_file()
+
+
+@pytest.fixture
+def release(tmp_path):
+    """A bare export folder (a tiny real ONNX with our metadata beside its card): no training needed."""
+    return make_release(tmp_path / "release", epsilon=1.0, layout="export")
+
+
+def test_an_image_too_large_to_decode_is_skipped_and_the_others_kept(release, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(COCO_DIR / "000000000785.jpg", photos / "a.jpg")
+    png_claiming(photos / "b-huge.png", 60000, 60000)
+    shutil.copy(COCO_DIR / "000000040083.jpg", photos / "c.jpg")
+    out = tmp_path / "run"
+    assert run_cli(["infer", str(photos), "--model", str(release), "--boxes", "full", "--out", str(out), "-q"]) == 0
+    _, err = _out_lines(capsys)
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "c.jpg", "keypoints.csv", "keypoints.json"]
+    assert json.loads((out / "keypoints.json").read_text())["summary"]["skipped"] == [str(photos / "b-huge.png")]
+    assert any("b-huge.png" in line for line in err)
+    huge = png_claiming(tmp_path / "huge.png", 60000, 60000)
+    _bad(["infer", str(huge), "--model", str(release), "--out", str(tmp_path / "run2"), "-q"], tmp_path, capsys,
+         "cannot decode")
