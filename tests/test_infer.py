@@ -6,6 +6,8 @@ import csv
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -153,3 +155,20 @@ def test_an_image_too_large_to_decode_is_skipped_and_the_others_kept(release, tm
     huge = png_claiming(tmp_path / "huge.png", 60000, 60000)
     _bad(["infer", str(huge), "--model", str(release), "--out", str(tmp_path / "run2"), "-q"], tmp_path, capsys,
          "cannot decode")
+
+
+def test_each_warning_is_printed_once(release, tmp_path):
+    """A real process (pytest's own log capture would hide a logging line in-process): one line per warning."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(COCO_DIR / "000000000785.jpg", photos / "a.jpg")
+    (photos / "b.jpg").write_bytes(b"not a jpeg")
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(CLIP.read_bytes()[: CLIP.stat().st_size // 2])
+    for source, needle in ((photos, "b.jpg"), (cut, "broke off")):
+        result = subprocess.run([sys.executable, "-m", "dp_pose_zoo", "infer", str(source), "--model", str(release),
+                                 "--boxes", "full", "--out", str(tmp_path / f"run-{source.stem}")],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        lines = [line for line in result.stderr.splitlines() if needle in line]
+        assert len(lines) == 1 and lines[0].startswith("dp-pose infer: warning: "), result.stderr

@@ -11,9 +11,11 @@ anything is written and becomes one line on stderr with exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 from pathlib import Path
+
 from ..skeleton import DEFAULT_KPT_THR
 
 RUNS_ROOT = Path("runs") / "infer"
@@ -65,6 +67,8 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     """Open everything (failing early), run, print the run folder and a one-line summary."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from ..detection import make_detector
     from ..errors import SourceError
     from ..pipeline import InferOptions, run_inference
@@ -81,22 +85,21 @@ def run(args) -> int:
         options = InferOptions(det_every=args.det_every, smooth=args.smooth, kpt_thr=args.kpt_thr,
                                anonymize=args.anonymize, anonymize_region=args.anonymize_region)
         bar = _progress(source, quiet=args.quiet)
-        try:
-            summary = run_inference(source, estimator, detector, out_dir=out, options=options,
-                                    on_frame=(lambda frame, people: bar.update(1)) if bar else None,
-                                    settings={"model_arg": args.model, "max_frames": args.max_frames})
-        finally:
-            if bar is not None:
-                bar.close()
+        # Warnings during the run (a skipped image, a video that broke off) are logged by the sources;
+        # through tqdm's writer they print above the bar instead of tearing it.
+        with logging_redirect_tqdm() if bar is not None else contextlib.nullcontext():
+            try:
+                summary = run_inference(source, estimator, detector, out_dir=out, options=options,
+                                        on_frame=(lambda frame, people: bar.update(1)) if bar else None,
+                                        settings={"model_arg": args.model, "max_frames": args.max_frames})
+            finally:
+                if bar is not None:
+                    bar.close()
     except BaseException:
         source.close()
         raise
     if summary.frames == 0:
         raise SourceError(f"{args.source}: no frame could be decoded")
-    if summary.stopped_early:
-        print(f"dp-pose infer: warning: {summary.stopped_early}", file=sys.stderr)
-    for skipped in summary.skipped:
-        print(f"dp-pose infer: warning: skipped {skipped} (not an image OpenCV can read)", file=sys.stderr)
     print(summary.line())
     return 0
 
