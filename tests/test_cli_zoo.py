@@ -113,6 +113,16 @@ def test_pull_of_an_unknown_repo_is_one_line_and_exit_2(hub, tmp_path):
     assert bad.returncode == 2 and "OWNER/REPO" in one_error_line(bad.stderr, "zoo")
 
 
+@pytest.mark.parametrize("ref, match", [("alice/b..c", "not a valid Hub model id"),
+                                        ("alice--x/y", "not a valid Hub model id"),
+                                        ("alice/good@../../../../tmp/x", "is not a branch, tag or commit name")])
+def test_pull_of_an_invalid_id_or_revision_is_one_line_and_exit_2(hub, tmp_path, ref, match):
+    for env in (hub_env(tmp_path, hub), hub_env(tmp_path, hub, HF_HUB_OFFLINE="1")):
+        result = run_cli(["zoo", "pull", ref], env)
+        assert result.returncode == 2 and match in one_error_line(result.stderr, "zoo")
+    assert hub.requests == []
+
+
 def test_push_then_list_hub_finds_it(hub, tmp_path):
     rel = make_release(tmp_path / "rel", epsilon=0.9)
     env = hub_env(tmp_path, hub)

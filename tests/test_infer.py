@@ -172,3 +172,9 @@ def test_each_warning_is_printed_once(release, tmp_path):
         assert result.returncode == 0, result.stderr
         lines = [line for line in result.stderr.splitlines() if needle in line]
         assert len(lines) == 1 and lines[0].startswith("dp-pose infer: warning: "), result.stderr
+
+
+@pytest.mark.parametrize("model", ["alice/b..c", "alice--x/y", "alice/x@../../y"])
+def test_a_hub_id_the_hub_refuses_is_one_line(model, tmp_path, capsys):
+    _bad(["infer", str(COCO_DIR / "000000000785.jpg"), "--model", model, "--out", str(tmp_path / "run"), "-q"],
+         tmp_path, capsys, model)
