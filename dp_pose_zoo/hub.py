@@ -9,9 +9,11 @@ The client does not check what it downloads (bytes of the right length are
 cached as they come), so :func:`pull` does: the card must parse and carry a
 complete privacy claim, ``model.safetensors`` must hash to the card's
 ``weights_sha256``, and every other file to the card's ``files`` map; a weights
-file no hash covers is refused too. On any failure the snapshot folder and
-the blobs it pointed to are deleted, so neither a retry nor HF_HUB_OFFLINE=1
-can pick up what was refused.
+file no hash covers is refused too. Then the card must agree with the files,
+as loading and pushing check it: ``config.json``'s ledger and every ONNX's
+metadata must name the same weights, method and epsilon (:func:`check_release`).
+On any failure the snapshot folder and the blobs it pointed to are deleted, so
+neither a retry nor HF_HUB_OFFLINE=1 can pick up what was refused.
 
 The client builds cache paths from the revision and from the commit the Hub
 (or, offline, a ``refs/`` file) names, so a revision must be a branch, tag or
@@ -156,7 +158,12 @@ def check_release(card: Card, folder: Path) -> None:
 
 
 def verify_folder(folder: str | Path, *, source: str | None = None) -> Card:
-    """The folder's card if every weights file in it matches the card's hashes; :class:`IntegrityError` if not."""
+    """The folder's card if every file in it matches the card's hashes and agrees with its claim.
+
+    :class:`IntegrityError` for a file that hashes otherwise; then, on files whose bytes are now
+    known to be the card's, the consistency check loading and pushing run (:func:`check_release`):
+    a card relabelled epsilon 0.1 over a ledger and ONNX metadata of 1.0 hashes fine but is refused.
+    """
     folder = Path(folder)
     source = source or str(folder)
     if not (folder / CARD).is_file():
@@ -168,6 +175,7 @@ def verify_folder(folder: str | Path, *, source: str | None = None) -> Card:
     bad = _mismatches(folder, card, present)
     if bad:
         raise IntegrityError(f"{source}: {'; '.join(bad)}")
+    check_release(card, folder)
     return card
 
 

@@ -105,6 +105,18 @@ def test_pull_of_a_tampered_file_is_one_line_and_exit_2(hub, tmp_path):
     assert "model.safetensors does not match the sha256" in line
 
 
+def test_pull_of_a_card_that_disagrees_with_its_files_is_refused_and_never_listed(hub, tmp_path):
+    files = release_files(make_release(tmp_path / "a", epsilon=1.0))
+    files["README.md"] = files["README.md"].replace(b"epsilon: 1.0", b"epsilon: 0.1")  # hashes still match
+    hub.commit("alice/relabelled", files)
+    env = hub_env(tmp_path, hub)
+    result = run_cli(["zoo", "pull", "alice/relabelled"], env)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "epsilon 0.1" in one_error_line(result.stderr, "zoo")
+    listed = run_cli(["zoo", "list", "--json", "--max-epsilon", "0.5"], hub_env(tmp_path, hub, HF_HUB_OFFLINE="1"))
+    assert json.loads(listed.stdout) == []
+
+
 def test_pull_of_an_unknown_repo_is_one_line_and_exit_2(hub, tmp_path):
     result = run_cli(["zoo", "pull", "alice/nothing"], hub_env(tmp_path, hub))
     assert result.returncode == 2

@@ -133,6 +133,19 @@ def test_non_private_card_is_accepted(hub, tmp_path):
     assert out["method"] == "non-private" and out["epsilon"] == "inf" and out["delta"] is None
 
 
+@pytest.mark.parametrize("layout", ["checkpoint", "export"])
+def test_a_card_that_disagrees_with_its_files_is_refused(hub, tmp_path, layout):
+    """Every hash matches the card, but the card claims epsilon 0.1 where config.json and the ONNX say 1.0."""
+    files = release_files(make_release(tmp_path / "rel", epsilon=1.0, layout=layout))
+    files["README.md"] = files["README.md"].replace(b"epsilon: 1.0", b"epsilon: 0.1")
+    hub.commit("alice/relabelled", files)
+    env = hub_env(tmp_path, hub)
+    out = pull("alice/relabelled", env)
+    assert out["error"] in ("CardError", "IntegrityError") and "epsilon 0.1" in out["message"]
+    assert "deleted from the Hub cache" in out["message"]
+    assert files["README.md"] not in blobs(env, "alice/relabelled").values()
+
+
 def test_unhashed_weights_are_refused(hub, tmp_path):
     files = release_files(make_release(tmp_path / "rel"))
     files["model.int8.onnx"] = files["onnx/model.onnx"]  # shipped but not in the card's files map
