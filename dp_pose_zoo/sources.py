@@ -224,8 +224,10 @@ class ImageSource(Source):
         for i, path in enumerate(self.paths):
             image = _imread(path)
             if image is not None:
+                for unreadable in self.paths[:i]:
+                    self._skip(unreadable)
                 return i, image
-            self._skip(path)
+        # Nothing readable: the error names it all, no warning per file before it.
         what = str(self.paths[0]) if len(self.paths) == 1 else f"any of the {len(self.paths)} files in {self.name}"
         raise SourceError(f"cannot decode {what}: not an image OpenCV can read, or corrupt")
 
