@@ -59,10 +59,16 @@ def _fmt_epsilon(eps: float) -> str:
     return text + "0" if text.endswith(".") else text
 
 
-def privacy_label(privacy: dict | None) -> str:
-    """``"ε=8.0 (δ=1e-05, C=1.0) dp-sgd"`` from a card's privacy block; says so when privacy is unknown."""
+def privacy_label(privacy: dict | None, *, verified: bool = True) -> str:
+    """``"ε=8.0 (δ=1e-05, C=1.0) dp-sgd"`` from a card's privacy block; says so when privacy is unknown,
+    or when (``verified=False``) the block is an ONNX's own claim that no model card vouches for."""
     if not privacy:
         return "privacy unknown (no dp_pose_zoo metadata)"
+    label = _claim_label(privacy)
+    return label if verified else f"{label}, unverified (no model card)"
+
+
+def _claim_label(privacy: dict) -> str:
     eps = privacy.get("epsilon")
     method = privacy.get("method") or "?"
     if eps is None or (isinstance(eps, (int, float)) and math.isinf(eps)):
@@ -193,9 +199,10 @@ def draw_box(image: np.ndarray, box: np.ndarray, *, track_id: int | None = None,
 
 
 def draw_people(image: np.ndarray, people: Iterable, *, kpt_thr: float = DEFAULT_KPT_THR, boxes: bool = True,
-                privacy: dict | None | bool = False, copy: bool = True) -> np.ndarray:
+                privacy: dict | None | bool = False, verified: bool = True, copy: bool = True) -> np.ndarray:
     """Skeletons (and boxes with track ids) of ``people`` -- :class:`~dp_pose_zoo.runtime.Person` or
-    :class:`~dp_pose_zoo.tracking.TrackedPerson` -- and, unless ``privacy`` is False, the privacy label.
+    :class:`~dp_pose_zoo.tracking.TrackedPerson` -- and, unless ``privacy`` is False, the privacy label
+    (see :func:`privacy_label` for ``verified``).
     """
     canvas = image.copy() if copy else image
     for person in people:
@@ -204,7 +211,7 @@ def draw_people(image: np.ndarray, people: Iterable, *, kpt_thr: float = DEFAULT
             draw_box(canvas, person.box, track_id=track_id, dashed=getattr(person, "box_source", "") == "keypoints")
         draw_skeleton(canvas, person.keypoints, person.scores, kpt_thr=kpt_thr)
     if privacy is not False:
-        draw_label(canvas, privacy_label(privacy if isinstance(privacy, dict) else None))
+        draw_label(canvas, privacy_label(privacy if isinstance(privacy, dict) else None, verified=verified))
     return canvas
 
 

@@ -26,6 +26,15 @@ def test_privacy_label():
     assert privacy_label(None).startswith("privacy unknown")
 
 
+def test_a_claim_no_model_card_vouches_for_is_labelled_unverified():
+    block = {"epsilon": 0.1, "delta": 1e-5, "clipping_norm": 1.0, "method": "dp-sgd"}
+    assert "unverified" not in privacy_label(block)
+    assert privacy_label(block, verified=False) == "ε=0.1 (δ=1e-05, C=1.0) dp-sgd, unverified (no model card)"
+    assert privacy_label(None, verified=False).startswith("privacy unknown")
+    img = np.zeros((120, 480, 3), np.uint8)
+    assert not np.array_equal(draw_people(img, [], privacy=block), draw_people(img, [], privacy=block, verified=False))
+
+
 def test_label_draws_greek_glyphs_not_question_marks():
     img = np.zeros((40, 300, 3), np.uint8)
     draw_label(img, "ε=8.0 (δ=1e-05)", scale=0.5)
