@@ -160,9 +160,10 @@ def check_release(card: Card, folder: Path) -> None:
 def verify_folder(folder: str | Path, *, source: str | None = None) -> Card:
     """The folder's card if every file in it matches the card's hashes and agrees with its claim.
 
-    :class:`IntegrityError` for a file that hashes otherwise; then, on files whose bytes are now
-    known to be the card's, the consistency check loading and pushing run (:func:`check_release`):
-    a card relabelled epsilon 0.1 over a ledger and ONNX metadata of 1.0 hashes fine but is refused.
+    :class:`IntegrityError` for a file that hashes otherwise; then, once every weights file is known
+    to be the card's (so onnxruntime parses no unchecked bytes), the consistency check loading and
+    pushing run (:func:`check_release`): a card relabelled epsilon 0.1 over a ledger and ONNX
+    metadata of 1.0 hashes fine but is refused.
     """
     folder = Path(folder)
     source = source or str(folder)
