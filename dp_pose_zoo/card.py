@@ -35,14 +35,25 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .errors import CardError
 
+def epsilon_up(epsilon: float, quantum: Decimal) -> Decimal:
+    """``epsilon`` rounded UP to a multiple of ``quantum``, from the decimal the float stands for.
+
+    That decimal is ``repr``'s: the shortest one that reads back as the same float, i.e. what
+    the user or the accountant wrote. The float 0.1 is 0.1000000000000000055... in binary;
+    rounding that up would show 0.1001 for an epsilon of 0.1. Rounding up the decimal still never
+    shows less than the true value: the result reads back as a float >= ``epsilon``.
+    """
+    return Decimal(repr(float(epsilon))).quantize(quantum, rounding=ROUND_CEILING)
+
+
 def format_epsilon(epsilon: float, digits: int = 4) -> str:
     """``epsilon`` as text rounded UP to ``digits`` significant digits: a display never shows less than was spent."""
     if math.isinf(epsilon):
         return "inf"
     if not math.isfinite(epsilon) or epsilon == 0:
         return repr(epsilon)
-    exact = Decimal(epsilon)  # the float's exact binary value
-    rounded = exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding=ROUND_CEILING)
+    given = Decimal(repr(float(epsilon)))
+    rounded = epsilon_up(epsilon, Decimal(1).scaleb(given.adjusted() - digits + 1))
     return f"{rounded:f}" if -6 <= rounded.adjusted() < 15 else f"{rounded:E}"
 
 

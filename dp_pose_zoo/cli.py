@@ -190,11 +190,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _CliFormatter(logging.Formatter):
+    """Log records as the CLI's own lines, ``dp-pose infer: warning: ...``, like its errors.
+
+    Warnings are the library's to give (a Python caller sees them too); the CLI only
+    formats them, so each is said once.
+    """
+
+    def __init__(self, command: str):
+        super().__init__(f"dp-pose {command}: %(level)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.level = record.levelname.lower()
+        return super().format(record)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_CliFormatter(args.command))
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         return args.func(args)
     except DPPoseZooError as e:
@@ -203,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dp-pose {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:  # main() may run in-process (tests, an embedding program): leave logging as it was
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
 if __name__ == "__main__":

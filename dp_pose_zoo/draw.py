@@ -13,13 +13,13 @@ glyphs of their own (:func:`put_text`).
 from __future__ import annotations
 
 import math
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from typing import Any, Iterable
 
 import cv2
 import numpy as np
 
-from .card import format_epsilon
+from .card import epsilon_up, format_epsilon
 from .skeleton import DEFAULT_KPT_THR, LIMBS
 
 # BGR by side: 0 centre, 1 left, 2 right (the person's own left and right).
@@ -54,15 +54,21 @@ def _fmt_epsilon(eps: float) -> str:
     """Epsilon rounded UP to two decimals (a label never shows less than was spent): 7.931 -> 7.94, 8 -> 8.0."""
     if eps >= 1e4 or eps < 0.01:
         return format_epsilon(eps, 3)
-    up = Decimal(eps).quantize(Decimal("0.01"), rounding=ROUND_CEILING)  # exact: no float rounding first
+    up = epsilon_up(eps, Decimal("0.01"))
     text = f"{up:f}".rstrip("0")
     return text + "0" if text.endswith(".") else text
 
 
-def privacy_label(privacy: dict | None) -> str:
-    """``"ε=8.0 (δ=1e-05, C=1.0) dp-sgd"`` from a card's privacy block; says so when privacy is unknown."""
+def privacy_label(privacy: dict | None, *, verified: bool = True) -> str:
+    """``"ε=8.0 (δ=1e-05, C=1.0) dp-sgd"`` from a card's privacy block; says so when privacy is unknown,
+    or when (``verified=False``) the block is an ONNX's own claim that no model card vouches for."""
     if not privacy:
         return "privacy unknown (no dp_pose_zoo metadata)"
+    label = _claim_label(privacy)
+    return label if verified else f"{label}, unverified (no model card)"
+
+
+def _claim_label(privacy: dict) -> str:
     eps = privacy.get("epsilon")
     method = privacy.get("method") or "?"
     if eps is None or (isinstance(eps, (int, float)) and math.isinf(eps)):
@@ -193,9 +199,10 @@ def draw_box(image: np.ndarray, box: np.ndarray, *, track_id: int | None = None,
 
 
 def draw_people(image: np.ndarray, people: Iterable, *, kpt_thr: float = DEFAULT_KPT_THR, boxes: bool = True,
-                privacy: dict | None | bool = False, copy: bool = True) -> np.ndarray:
+                privacy: dict | None | bool = False, verified: bool = True, copy: bool = True) -> np.ndarray:
     """Skeletons (and boxes with track ids) of ``people`` -- :class:`~dp_pose_zoo.runtime.Person` or
-    :class:`~dp_pose_zoo.tracking.TrackedPerson` -- and, unless ``privacy`` is False, the privacy label.
+    :class:`~dp_pose_zoo.tracking.TrackedPerson` -- and, unless ``privacy`` is False, the privacy label
+    (see :func:`privacy_label` for ``verified``).
     """
     canvas = image.copy() if copy else image
     for person in people:
@@ -204,7 +211,7 @@ def draw_people(image: np.ndarray, people: Iterable, *, kpt_thr: float = DEFAULT
             draw_box(canvas, person.box, track_id=track_id, dashed=getattr(person, "box_source", "") == "keypoints")
         draw_skeleton(canvas, person.keypoints, person.scores, kpt_thr=kpt_thr)
     if privacy is not False:
-        draw_label(canvas, privacy_label(privacy if isinstance(privacy, dict) else None))
+        draw_label(canvas, privacy_label(privacy if isinstance(privacy, dict) else None, verified=verified))
     return canvas
 
 

@@ -89,12 +89,25 @@ class Summary:
                 f"{self.fps:.1f} frames/s -> {self.run_dir}")
 
 
+def model_privacy(estimator) -> tuple[dict | None, bool]:
+    """The privacy block to show, and whether a model card vouches for it.
+
+    ``from_pretrained`` attaches the card it checked the ONNX against: its block is the claim.
+    A bare ONNX has only its metadata's block (or none), which nothing has checked.
+    """
+    card = getattr(estimator, "card", None)
+    if card is not None:
+        return card.privacy.to_dict(), True
+    return estimator.metadata.get("privacy"), False
+
+
 def model_description(estimator) -> dict:
     """What the JSON says about the model: path, input size, precision, weights hash, privacy block."""
     meta = estimator.metadata
+    privacy, verified = model_privacy(estimator)
     return {"path": str(getattr(estimator, "path", "")), "input_size": list(meta.get("input_size", ())),
             "precision": meta.get("precision"), "weights_sha256": meta.get("weights_sha256"),
-            "model_name": meta.get("model_name"), "privacy": meta.get("privacy")}
+            "model_name": meta.get("model_name"), "privacy": privacy, "privacy_verified": verified}
 
 
 def prepare_run_dir(out_dir: str | os.PathLike) -> Path:
@@ -117,7 +130,7 @@ def run_inference(source: Source, estimator, detector: Callable, *, out_dir: str
     """Run ``estimator`` over every frame of ``source`` and write the run folder ``out_dir``."""
     options = options or InferOptions()
     out = prepare_run_dir(out_dir)
-    privacy = estimator.metadata.get("privacy")
+    privacy, verified = model_privacy(estimator)
     independent = source.independent_frames
     box_source = "file" if isinstance(detector, BoxesFile) else ("full" if isinstance(detector, FullFrameDetector)
                                                                   else "detector")
@@ -151,7 +164,7 @@ def run_inference(source: Source, estimator, detector: Callable, *, out_dir: str
                 found = tracker(frame.image, boxes=given)
                 if smoother is not None:
                     smoother.smooth_frame(found, frame.timestamp)
-                canvas = render(frame.image, found, options=options, privacy=privacy)
+                canvas = render(frame.image, found, options=options, privacy=privacy, verified=verified)
                 if image_sink is not None:
                     image_sink.write(canvas, frame.name)
                 else:
@@ -197,9 +210,10 @@ def run_inference(source: Source, estimator, detector: Callable, *, out_dir: str
     return summary
 
 
-def render(image, people: list, *, options: InferOptions, privacy: dict | None):
-    """The annotated frame: anonymized first (if asked), then skeletons, boxes and the privacy label."""
+def render(image, people: list, *, options: InferOptions, privacy: dict | None, verified: bool = True):
+    """The annotated frame: anonymized first (if asked), then skeletons, boxes and the privacy label
+    (``verified=False``: a claim no model card vouches for, said so in the label)."""
     base = anonymize(image, people, mode=options.anonymize, region=options.anonymize_region,
                      kpt_thr=options.kpt_thr) if options.anonymize else image
     return draw_people(base, people, kpt_thr=options.kpt_thr, boxes=options.draw_boxes, privacy=privacy,
-                       copy=base is image)
+                       verified=verified, copy=base is image)

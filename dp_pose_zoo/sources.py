@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,9 @@ GLOB_CHARS = "*?["
 # Container frame counts can be estimates (duration x fps); a shortfall of this
 # many frames or fewer is not reported as a break.
 FRAME_COUNT_SLACK = 1
+# OpenCV takes a camera index as a C int; a negative one crashes its V4L backend (a segfault, not an error).
+MAX_WEBCAM_INDEX = 2**31 - 1
+_WEBCAM_SPEC = re.compile(r"\s*[0-9]+\s*")  # ASCII digits only: "²".isdigit() is True but int() refuses it
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,8 @@ class WebcamSource(_CaptureSource):
 
     def __init__(self, index: int, *, max_frames: int | None = None):
         self.index = index
+        if not 0 <= index <= MAX_WEBCAM_INDEX:
+            raise SourceError(f"webcam {index} did not open (no such camera: an index is 0 to {MAX_WEBCAM_INDEX})")
         capture = cv2.VideoCapture(index)
         if not capture.isOpened():
             capture.release()
@@ -218,8 +224,10 @@ class ImageSource(Source):
         for i, path in enumerate(self.paths):
             image = _imread(path)
             if image is not None:
+                for unreadable in self.paths[:i]:
+                    self._skip(unreadable)
                 return i, image
-            self._skip(path)
+        # Nothing readable: the error names it all, no warning per file before it.
         what = str(self.paths[0]) if len(self.paths) == 1 else f"any of the {len(self.paths)} files in {self.name}"
         raise SourceError(f"cannot decode {what}: not an image OpenCV can read, or corrupt")
 
@@ -253,7 +261,17 @@ def _imread(path: Path) -> np.ndarray | None:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError:
         return None
-    return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if not data.size:
+        return None
+    try:
+        return cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error:  # e.g. a header claiming more than CV_IO_MAX_IMAGE_PIXELS: raised, not None
+        return None
+
+
+def is_webcam_spec(spec: str) -> bool:
+    """True for a webcam index such as ``"0"``."""
+    return _WEBCAM_SPEC.fullmatch(spec) is not None
 
 
 def is_image_path(path: Path) -> bool:
@@ -262,7 +280,7 @@ def is_image_path(path: Path) -> bool:
 
 def source_stem(spec: str) -> str:
     """A short name for the run folder: the file or folder stem, ``webcam0``, or the glob's folder."""
-    if spec.strip().isdigit():
+    if is_webcam_spec(spec):
         return f"webcam{int(spec)}"
     if any(c in spec for c in GLOB_CHARS):
         head = spec.split("*")[0].split("?")[0].split("[")[0]
@@ -274,7 +292,7 @@ def source_stem(spec: str) -> str:
 def open_source(spec: str | os.PathLike | int, *, max_frames: int | None = None) -> Source:
     """Open a source: a webcam index (``0``), a folder, a glob (``"photos/*.jpg"``), an image or a video."""
     text = os.fspath(spec) if not isinstance(spec, int) else str(spec)
-    if text.strip().isdigit() and not Path(text).exists():
+    if is_webcam_spec(text) and not Path(text).exists():
         return WebcamSource(int(text), max_frames=max_frames)
     path = Path(text).expanduser()
     if path.is_dir():

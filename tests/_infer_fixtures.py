@@ -52,3 +52,18 @@ def copy_clip(dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(CLIP, dest)
     return dest
+
+
+def png_claiming(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims ``width`` x ``height`` pixels (its data is a few bytes): OpenCV refuses
+    to decode more than CV_IO_MAX_IMAGE_PIXELS with an exception, not by returning None."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path

@@ -163,8 +163,19 @@ def test_format_epsilon_never_shows_less_than_was_spent():
     assert format_epsilon(8.0) == "8.000" and format_epsilon(float("inf")) == "inf"
     for eps in np.random.default_rng(0).uniform(1e-3, 50, 2000):
         text = format_epsilon(float(eps), 3)
-        assert Decimal(text) >= Decimal(float(eps))
-        assert Decimal(text) - Decimal(float(eps)) <= Decimal(10) ** (Decimal(float(eps)).adjusted() - 2)
+        given = Decimal(repr(float(eps)))  # the decimal the float stands for
+        assert Decimal(text) >= given and float(text) >= eps
+        assert Decimal(text) - given <= Decimal(10) ** (given.adjusted() - 2)
+
+
+def test_format_epsilon_rounds_up_the_decimal_that_was_given():
+    from dp_pose_zoo.card import format_epsilon
+
+    # The float 0.1 is 0.1000000000000000055... in binary: the user gave 0.1, so 0.1 is what is shown.
+    assert format_epsilon(0.1) == "0.1000" and format_epsilon(0.2) == "0.2000"
+    assert format_epsilon(0.1, 6) == "0.100000" and format_epsilon(1e-05) == "0.00001000"
+    # A true value above the decimal is still never shown below it.
+    assert format_epsilon(0.10000001) == "0.1001" and format_epsilon(0.1000000000000001) == "0.1001"
 
 
 def test_an_audit_lower_bound_is_never_shown_above_what_was_measured():

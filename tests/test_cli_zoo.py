@@ -105,12 +105,34 @@ def test_pull_of_a_tampered_file_is_one_line_and_exit_2(hub, tmp_path):
     assert "model.safetensors does not match the sha256" in line
 
 
+def test_pull_of_a_card_that_disagrees_with_its_files_is_refused_and_never_listed(hub, tmp_path):
+    files = release_files(make_release(tmp_path / "a", epsilon=1.0))
+    files["README.md"] = files["README.md"].replace(b"epsilon: 1.0", b"epsilon: 0.1")  # hashes still match
+    hub.commit("alice/relabelled", files)
+    env = hub_env(tmp_path, hub)
+    result = run_cli(["zoo", "pull", "alice/relabelled"], env)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "epsilon 0.1" in one_error_line(result.stderr, "zoo")
+    listed = run_cli(["zoo", "list", "--json", "--max-epsilon", "0.5"], hub_env(tmp_path, hub, HF_HUB_OFFLINE="1"))
+    assert json.loads(listed.stdout) == []
+
+
 def test_pull_of_an_unknown_repo_is_one_line_and_exit_2(hub, tmp_path):
     result = run_cli(["zoo", "pull", "alice/nothing"], hub_env(tmp_path, hub))
     assert result.returncode == 2
     assert "no such model repository" in one_error_line(result.stderr, "zoo")
     bad = run_cli(["zoo", "pull", "not-a-repo"], hub_env(tmp_path, hub))
     assert bad.returncode == 2 and "OWNER/REPO" in one_error_line(bad.stderr, "zoo")
+
+
+@pytest.mark.parametrize("ref, match", [("alice/b..c", "not a valid Hub model id"),
+                                        ("alice--x/y", "not a valid Hub model id"),
+                                        ("alice/good@../../../../tmp/x", "is not a branch, tag or commit name")])
+def test_pull_of_an_invalid_id_or_revision_is_one_line_and_exit_2(hub, tmp_path, ref, match):
+    for env in (hub_env(tmp_path, hub), hub_env(tmp_path, hub, HF_HUB_OFFLINE="1")):
+        result = run_cli(["zoo", "pull", ref], env)
+        assert result.returncode == 2 and match in one_error_line(result.stderr, "zoo")
+    assert hub.requests == []
 
 
 def test_push_then_list_hub_finds_it(hub, tmp_path):

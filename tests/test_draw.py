@@ -19,8 +19,20 @@ def test_privacy_label():
     assert privacy_label(block) == "ε=8.0 (δ=1e-05, C=1.0) dp-sgd"
     assert privacy_label({**block, "epsilon": 7.931}).startswith("ε=7.94 ")  # rounded up, never down
     assert privacy_label({**block, "epsilon": 7.9300000001}).startswith("ε=7.94 ")
+    assert privacy_label({**block, "epsilon": 0.1}).startswith("ε=0.1 ")  # the decimal given, not its binary value
+    assert privacy_label({**block, "epsilon": 0.2}).startswith("ε=0.2 ")
+    assert privacy_label({**block, "epsilon": 0.10000001}).startswith("ε=0.11 ")
     assert privacy_label({"epsilon": math.inf, "method": "non-private"}) == "ε=∞ non-private"
     assert privacy_label(None).startswith("privacy unknown")
+
+
+def test_a_claim_no_model_card_vouches_for_is_labelled_unverified():
+    block = {"epsilon": 0.1, "delta": 1e-5, "clipping_norm": 1.0, "method": "dp-sgd"}
+    assert "unverified" not in privacy_label(block)
+    assert privacy_label(block, verified=False) == "ε=0.1 (δ=1e-05, C=1.0) dp-sgd, unverified (no model card)"
+    assert privacy_label(None, verified=False).startswith("privacy unknown")
+    img = np.zeros((120, 480, 3), np.uint8)
+    assert not np.array_equal(draw_people(img, [], privacy=block), draw_people(img, [], privacy=block, verified=False))
 
 
 def test_label_draws_greek_glyphs_not_question_marks():

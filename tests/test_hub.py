@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from hub_server import HubServer, hub_env, make_release, release_files, run_python  # noqa: E402
+from hub_server import Commit, HubServer, hub_env, make_release, release_files, run_python  # noqa: E402
 
 PULL = """
 import json, sys
@@ -133,6 +133,19 @@ def test_non_private_card_is_accepted(hub, tmp_path):
     assert out["method"] == "non-private" and out["epsilon"] == "inf" and out["delta"] is None
 
 
+@pytest.mark.parametrize("layout", ["checkpoint", "export"])
+def test_a_card_that_disagrees_with_its_files_is_refused(hub, tmp_path, layout):
+    """Every hash matches the card, but the card claims epsilon 0.1 where config.json and the ONNX say 1.0."""
+    files = release_files(make_release(tmp_path / "rel", epsilon=1.0, layout=layout))
+    files["README.md"] = files["README.md"].replace(b"epsilon: 1.0", b"epsilon: 0.1")
+    hub.commit("alice/relabelled", files)
+    env = hub_env(tmp_path, hub)
+    out = pull("alice/relabelled", env)
+    assert out["error"] in ("CardError", "IntegrityError") and "epsilon 0.1" in out["message"]
+    assert "deleted from the Hub cache" in out["message"]
+    assert files["README.md"] not in blobs(env, "alice/relabelled").values()
+
+
 def test_unhashed_weights_are_refused(hub, tmp_path):
     files = release_files(make_release(tmp_path / "rel"))
     files["model.int8.onnx"] = files["onnx/model.onnx"]  # shipped but not in the card's files map
@@ -146,6 +159,73 @@ def test_unknown_repo_and_revision(hub, tmp_path):
     assert pull("alice/nothing", env)["error"] == "UnknownModelError"
     seed(hub, "alice/tiny-dp", make_release(tmp_path / "rel"))
     assert pull("alice/tiny-dp@" + "0" * 40, env)["error"] in ("UnknownModelError", "HubError")
+
+
+@pytest.mark.parametrize("ref", ["alice/b..c", "alice--x/y", "alice/y.git"])
+def test_repo_ids_the_hub_refuses_are_one_clear_error(hub, tmp_path, ref):
+    out = pull(ref, hub_env(tmp_path, hub))  # huggingface_hub raised its HFValidationError through
+    assert out["error"] == "UnknownModelError" and ref in out["message"]
+    assert hub.requests == []
+
+
+@pytest.mark.parametrize("revision", ["../../../../tmp/x", "v1/../../x", "/etc", "a..b", ".hidden", "x y", "v1/"])
+def test_revisions_that_are_no_branch_tag_or_commit_are_refused(hub, tmp_path, revision):
+    out = pull(f"alice/good@{revision}", hub_env(tmp_path, hub, HF_HUB_OFFLINE="1"))
+    assert out["error"] == "UnknownModelError" and "revision" in out["message"]
+    assert not (Path(tmp_path) / "hf-home").exists()  # nothing was read or written
+
+
+def test_legitimate_revision_names_are_accepted(hub, tmp_path):
+    from dp_pose_zoo.hub import check_revision
+
+    for name in ("main", "v1.0", "refs/pr/1", "release-2025_01", "a" * 40, "refs/convert/parquet"):
+        assert check_revision(name) == name
+
+
+def victim_folder(tmp_path: Path) -> Path:
+    """A folder outside the Hub cache shaped like a cached repo: what the traversal would delete."""
+    victim = tmp_path / "victim" / "snapshots" / "victim"
+    victim.mkdir(parents=True)
+    (victim / "keep.txt").write_text("mine")
+    return victim
+
+
+# From the snapshots folder (HF_HOME/hub/models--alice--good/snapshots) up four levels is tmp_path.
+ESCAPE = "../../../../victim/snapshots/victim"
+
+
+def test_an_offline_revision_cannot_reach_out_of_the_cache(hub, tmp_path):
+    seed(hub, "alice/good", make_release(tmp_path / "rel"))
+    env = hub_env(tmp_path, hub)
+    assert "error" not in pull("alice/good", env)
+    victim = victim_folder(tmp_path)
+    (Path(env["HF_HOME"]) / "evil").write_text(ESCAPE)  # refs/../../../evil is HF_HOME/evil
+    out = pull("alice/good@../../../evil", hub_env(tmp_path, hub, HF_HUB_OFFLINE="1"))
+    assert out["error"] == "UnknownModelError" and "revision" in out["message"]
+    assert (victim / "keep.txt").read_text() == "mine"
+
+
+def test_a_cached_ref_naming_no_commit_is_refused_without_reading_or_deleting(hub, tmp_path):
+    seed(hub, "alice/good", make_release(tmp_path / "rel"))
+    env = hub_env(tmp_path, hub)
+    assert "error" not in pull("alice/good", env)
+    victim = victim_folder(tmp_path)
+    (cache_repo(env, "alice/good") / "refs" / "main").write_text(ESCAPE)
+    out = pull("alice/good", hub_env(tmp_path, hub, HF_HUB_OFFLINE="1"))
+    assert out["error"] == "HubError" and "40 hex" in out["message"]
+    assert (victim / "keep.txt").read_text() == "mine"
+
+
+def test_a_server_sent_commit_that_is_no_hash_is_refused_before_any_path_is_built(hub, tmp_path):
+    seed(hub, "alice/good", make_release(tmp_path / "rel"))
+    env = hub_env(tmp_path, hub)
+    assert "error" not in pull("alice/good", env)
+    victim = victim_folder(tmp_path)
+    hub.repos["alice/good"].commits.append(Commit(ESCAPE, {}, {}))  # a hostile endpoint: that sha, an empty tree
+    out = pull("alice/good", env)
+    assert out["error"] == "HubError" and "40 hex" in out["message"]
+    assert (victim / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in victim.parent.parent.rglob("*")) == ["keep.txt", "snapshots", "victim"]
 
 
 def test_offline_reuses_the_cache_without_a_request(hub, tmp_path):

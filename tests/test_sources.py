@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from _infer_fixtures import CLIP, COCO_DIR
+from _infer_fixtures import CLIP, COCO_DIR, png_claiming
 from dp_pose_zoo.errors import SourceError, SourceNotFoundError
 from dp_pose_zoo.sources import ImageSource, VideoSource, WebcamSource, open_source, quiet_video_backends, source_stem
 
@@ -56,6 +56,23 @@ def test_bad_sources_raise_one_clear_error(tmp_path):
         WebcamSource(99)
 
 
+@pytest.mark.parametrize("index", ["99999999999", str(2**31)])
+def test_a_webcam_index_opencv_cannot_take_is_one_clear_error(index):
+    with pytest.raises(SourceError, match=f"webcam {index} did not open"):
+        open_source(index)
+
+
+def test_a_negative_webcam_index_is_refused_before_opencv_sees_it():
+    with pytest.raises(SourceError, match="webcam -1 did not open"):
+        WebcamSource(-1)  # OpenCV's V4L backend crashes the process on a negative index
+
+
+def test_only_ascii_digits_name_a_webcam(tmp_path):
+    with pytest.raises(SourceNotFoundError, match="no such file"):
+        open_source("\u00b2")  # "²".isdigit() is True, but it is no index
+    assert source_stem("\u00b2") == "\u00b2"
+
+
 def test_zero_frame_video_is_refused(tmp_path):
     path = tmp_path / "zero.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 64))
@@ -80,6 +97,16 @@ def test_unreadable_image_in_a_folder_is_skipped(tmp_path):
     (tmp_path / "b.jpg").write_bytes(b"not a jpeg")
     src = open_source(tmp_path)
     assert [f.name for f in src] == ["a"] and [p.name for p in src.skipped] == ["b.jpg"]
+
+
+def test_an_image_too_large_to_decode_is_skipped_like_any_unreadable_one(tmp_path):
+    png_claiming(tmp_path / "a-huge.png", 60000, 60000)
+    cv2.imwrite(str(tmp_path / "b.png"), np.zeros((32, 32, 3), np.uint8))
+    png_claiming(tmp_path / "c-huge.png", 60000, 60000)
+    src = open_source(tmp_path)
+    assert [f.name for f in src] == ["b"] and [p.name for p in src.skipped] == ["a-huge.png", "c-huge.png"]
+    with pytest.raises(SourceError, match="cannot decode"):
+        open_source(tmp_path / "a-huge.png")
 
 
 def test_source_stem():

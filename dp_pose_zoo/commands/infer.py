@@ -11,10 +11,15 @@ anything is written and becomes one line on stderr with exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import math
 import sys
 from pathlib import Path
+
 from ..skeleton import DEFAULT_KPT_THR
+
+log = logging.getLogger(__name__)
 
 RUNS_ROOT = Path("runs") / "infer"
 
@@ -41,7 +46,8 @@ def add_parser(subparsers) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help="a video file, an image, a folder, a quoted glob, or a webcam index (0)")
     p.add_argument("--model", default="default",
-                   help="'default', OWNER/REPO[@rev], a checkpoint/export folder, or a .onnx file "
+                   help="'default', OWNER/REPO[@rev], a checkpoint/export folder, or a .onnx file (checked "
+                        "against the card beside it; with none, its privacy is labelled unverified) "
                         "(default: %(default)s)")
     p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
                    help="which ONNX of a named model to run (ignored for a .onnx path; default: %(default)s)")
@@ -65,6 +71,8 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     """Open everything (failing early), run, print the run folder and a one-line summary."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from ..detection import make_detector
     from ..errors import SourceError
     from ..pipeline import InferOptions, run_inference
@@ -81,22 +89,21 @@ def run(args) -> int:
         options = InferOptions(det_every=args.det_every, smooth=args.smooth, kpt_thr=args.kpt_thr,
                                anonymize=args.anonymize, anonymize_region=args.anonymize_region)
         bar = _progress(source, quiet=args.quiet)
-        try:
-            summary = run_inference(source, estimator, detector, out_dir=out, options=options,
-                                    on_frame=(lambda frame, people: bar.update(1)) if bar else None,
-                                    settings={"model_arg": args.model, "max_frames": args.max_frames})
-        finally:
-            if bar is not None:
-                bar.close()
+        # Warnings during the run (a skipped image, a video that broke off) are logged by the sources;
+        # through tqdm's writer they print above the bar instead of tearing it.
+        with logging_redirect_tqdm() if bar is not None else contextlib.nullcontext():
+            try:
+                summary = run_inference(source, estimator, detector, out_dir=out, options=options,
+                                        on_frame=(lambda frame, people: bar.update(1)) if bar else None,
+                                        settings={"model_arg": args.model, "max_frames": args.max_frames})
+            finally:
+                if bar is not None:
+                    bar.close()
     except BaseException:
         source.close()
         raise
     if summary.frames == 0:
         raise SourceError(f"{args.source}: no frame could be decoded")
-    if summary.stopped_early:
-        print(f"dp-pose infer: warning: {summary.stopped_early}", file=sys.stderr)
-    for skipped in summary.skipped:
-        print(f"dp-pose infer: warning: skipped {skipped} (not an image OpenCV can read)", file=sys.stderr)
     print(summary.line())
     return 0
 
@@ -115,8 +122,14 @@ def _check_args(args) -> None:
 
 
 def load_estimator(model: str, *, precision: str = "fp32", threads: int | None = None):
-    """A PoseEstimator for a ``.onnx`` path (opened directly) or any name ``from_pretrained`` resolves."""
+    """A PoseEstimator for any name ``from_pretrained`` resolves, or a bare ``.onnx`` opened directly.
+
+    A model file with a card beside it is a checkpoint's or an export's: it goes through
+    ``from_pretrained``, checked as its folder is. Only a file with no card is opened as it
+    is; its metadata's privacy is then its own claim, labelled unverified in the outputs.
+    """
     from ..runtime import PoseEstimator
+    from ..runtime.pretrained import from_pretrained, has_card
 
     path = Path(model).expanduser()
     if path.suffix == ".onnx":
@@ -124,9 +137,10 @@ def load_estimator(model: str, *, precision: str = "fp32", threads: int | None =
             from ..errors import CheckpointError
 
             raise CheckpointError(f"ONNX model not found: {path}")
-        return PoseEstimator(path, threads=threads)
-    from ..runtime.pretrained import from_pretrained
-
+        if not has_card(path):
+            estimator = PoseEstimator(path, threads=threads)
+            log.info("%s has no model card beside it: its privacy claim is unverified", path)
+            return estimator
     return from_pretrained(model, precision=precision, threads=threads)
 
 

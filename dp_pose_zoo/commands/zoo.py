@@ -23,8 +23,9 @@ EPILOG = """examples:
   dp-pose zoo push runs/demo someone/tinyvit-demo   # weights, config, card, ONNX exports; never training_state.pt
 
 Every number shown comes from a model card. A pull that fails verification
-(sha256, card missing or malformed, a DP card without epsilon, delta or C) is
-deleted from the cache.
+(sha256, card missing or malformed, a DP card without epsilon, delta or C, a
+card that disagrees with config.json or the ONNX metadata) is deleted from the
+cache.
 """
 
 COLUMNS = ("name", "method", "epsilon", "delta", "C", "strategy", "data", "PCKh", "size", "where")

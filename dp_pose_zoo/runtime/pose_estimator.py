@@ -84,8 +84,12 @@ class PoseEstimator(OnnxModel):
 
     ``PoseEstimator("model.int8.onnx", threads=2)(frame, boxes)`` returns one
     :class:`Person` per box. ``metadata["privacy"]`` tells what the weights
-    spent (None when the file carries no dp_pose_zoo metadata).
+    spent (None when the file carries no dp_pose_zoo metadata); it is the
+    file's own claim until :meth:`from_pretrained` has checked it against a
+    model card, which it then attaches as ``card``.
     """
+
+    card = None  # the model card from_pretrained verified this model against; None for a bare file
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = "default", *, precision: str = "fp32", revision: str | None = None,

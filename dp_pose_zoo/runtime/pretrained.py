@@ -8,9 +8,11 @@ that looks the same (``runs/demo``).
 
 The card and the ONNX file must tell the same story: the ONNX metadata's
 ``weights_sha256`` (the safetensors it was exported from) must equal the
-card's, and so must the privacy method and epsilon. A model without a card,
-or an ONNX without our metadata, is refused here -- ``PoseEstimator(path)``
-still opens such a file directly, with its privacy unknown.
+card's, and so must the privacy method and epsilon. A model file is checked
+exactly as its folder is, against the same card. A model without a card, or
+an ONNX without our metadata, is refused here -- ``PoseEstimator(path)``
+still opens such a file directly; its privacy is then unknown or, from its
+metadata, an unverified claim (``est.card`` is None).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..errors import CardError, CheckpointError, IntegrityError, UnknownModelErr
 from .pose_estimator import PoseEstimator
 
 ONNX_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+CARD_FILE = "README.md"
 
 
 def from_pretrained(name_or_path: str | os.PathLike = "default", *, precision: str = "fp32",
@@ -58,11 +61,13 @@ def resolve(name_or_path: str | os.PathLike, *, precision: str = "fp32",
 
 
 def find_model(path: Path, *, precision: str = "fp32", source: str) -> tuple[Path, Card]:
-    """``(onnx, card)`` in a folder (``onnx/<file>`` or ``<file>``) or for an ``.onnx`` file beside its card."""
+    """``(onnx, card)`` in a folder (``onnx/<file>`` or ``<file>``) or for an ``.onnx`` file beside its card.
+
+    A model file is checked as its folder is (:func:`model_folder`): the same card, the same hashes.
+    """
     wanted = ONNX_FILES[precision]
     if path.is_file():
-        onnx_path = path
-        cards = [path.parent / "README.md", path.parent.parent / "README.md"]
+        onnx_path, folder = path, model_folder(path)
     else:
         candidates = [path / "onnx" / wanted, path / wanted]
         onnx_path = next((c for c in candidates if c.is_file()), None)
@@ -70,8 +75,8 @@ def find_model(path: Path, *, precision: str = "fp32", source: str) -> tuple[Pat
             hint = " (run `dp-pose export` on the checkpoint)" if (path / "model.safetensors").is_file() else ""
             raise CheckpointError(f"{source} has no {precision} ONNX model ({' or '.join(map(str, candidates))})"
                                   f"{hint}")
-        cards = [path / "README.md", onnx_path.parent / "README.md"]
-    card_path = next((c for c in cards if c.is_file()), None)
+        folder = path
+    card_path = card_for(folder, onnx_path)
     if card_path is None:
         raise CardError(f"{source} has no model card (README.md); from_pretrained needs one to state its privacy")
     card = load_card(card_path)
@@ -83,6 +88,25 @@ def find_model(path: Path, *, precision: str = "fp32", source: str) -> tuple[Pat
         if sha256_file(onnx_path) != expected.sha256:
             raise IntegrityError(f"{onnx_path} does not match the sha256 in its card (tampered or damaged)")
     return onnx_path, card
+
+
+def model_folder(onnx_path: Path) -> Path:
+    """The folder a model file belongs to: the checkpoint when the file sits in its ``onnx/`` (as
+    ``dp-pose export`` and a pulled release lay it out) and the checkpoint has a card, else its own folder."""
+    if onnx_path.parent.name == "onnx" and (onnx_path.parent.parent / CARD_FILE).is_file():
+        return onnx_path.parent.parent
+    return onnx_path.parent
+
+
+def card_for(folder: Path, onnx_path: Path) -> Path | None:
+    """The card describing ``onnx_path`` in ``folder``: the folder's own, else the one beside the file."""
+    return next((c for c in (folder / CARD_FILE, onnx_path.parent / CARD_FILE) if c.is_file()), None)
+
+
+def has_card(onnx_path: str | os.PathLike) -> bool:
+    """True when a model file has a card beside it (or above its ``onnx/``): then it must be verified against it."""
+    path = Path(onnx_path)
+    return card_for(model_folder(path), path) is not None
 
 
 def check_consistent(metadata: dict, card: Card, *, source: str) -> None:
