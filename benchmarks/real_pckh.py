@@ -150,7 +150,8 @@ def markdown_table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def draw_comparison(folder: Path, tag: str, dataset, input_size: tuple[int, int], preds: dict[str, np.ndarray]) -> None:
+def draw_comparison(folder: Path, tag: str, dataset, input_size: tuple[int, int],
+                    preds: dict[str, np.ndarray]) -> None:
     """For the first people: ground truth and each model's joints side by side on the person's region."""
     h, w = input_size
     size = (BLAZE_HEIGHT, int(round(BLAZE_HEIGHT * w / h)))
@@ -183,7 +184,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: {args.model} ({estimator.path}), input {h}x{w}, ONNX Runtime fp32, threads "
           f"{args.threads or 'ORT default'}")
     print(f"CPU: {cpu_model()}; load average (1, 5, 15 min) at start: {load_before}")
-    ratios = []
     for spec in args.data or [MPII_TEST]:
         loaded = load_dataset(spec)
         dataset = loaded.with_head_boxes()
@@ -209,7 +209,6 @@ def main(argv: list[str] | None = None) -> int:
             ours, theirs = rows[f"ours ({args.model})"], rows["BlazePose Full"]
             ratio = ours["Limbs"] / theirs["Limbs"] if theirs["Limbs"] > 0 else float("inf")
             ratio_01 = ours["Limbs@0.1"] / theirs["Limbs@0.1"] if theirs["Limbs@0.1"] > 0 else float("inf")
-            ratios.append(ratio)
             print(f"\nratio ours / BlazePose Full, 12 limb joints: PCKh@0.5 {ratio:.3f} "
                   f"({ours['Limbs']:.2f} / {theirs['Limbs']:.2f}); PCKh@0.1 {ratio_01:.3f}")
         if args.draw:

@@ -35,7 +35,7 @@ EPILOG_EVAL = """examples:
 
 The MPII table (Head ... Ankle, Mean, Mean@0.1), then PCKh@0.5 and @0.1 over the
 12 limb joints (no head top, upper neck, pelvis or thorax). People without a head
-box (COCO people whose face keypoints are not labelled) are left out, with a warning.
+box (COCO people with unlabelled face keypoints or shoulders) are left out, with a warning.
 """
 EPILOG_SYNTH = """examples:
   dp-pose synth --out data/synth-private --n 500 --domain private --seed 7

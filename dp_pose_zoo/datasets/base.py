@@ -82,7 +82,7 @@ class PoseDataset:
         """The people PCKh can score: those with a head box, in order (a mixture's ``parts`` are dropped).
 
         COCO has no head boxes; one is derived from the face keypoints and shoulders, so a person
-        seen from behind or with the face unlabelled has none.
+        with fewer than two face keypoints or either shoulder unlabelled has none.
         """
         kept = [r for r in self.records if r.head_box is not None]
         return PoseDataset(name=self.name, records=kept, load_image=self.load_image)
