@@ -9,11 +9,15 @@ For every person of each ``--data`` set (default: the MPII-subset test split in
   so the runtime cuts exactly the crop ``dp-pose eval`` cuts with torch: the
   ``scale * 200`` box padded 1.25x and widened to the model's aspect ratio.
 - **BlazePose Full**: ``mp.solutions.pose.Pose(static_image_mode=True,
-  model_complexity=1)`` (default confidences) on that same padded region of the
-  photo, resized to 384 px high (``warp_crop``, black outside the photo), run
-  by ``--mediapipe-python`` (a separate venv with ``mediapipe==0.10.14``; a
+  model_complexity=1)`` (default confidences) on the same padded box at 3:4,
+  288x384 (``warp_crop``, black outside the photo), run by
+  ``--mediapipe-python`` (a separate venv with ``mediapipe==0.10.14``; a
   benchmark-only dependency). Its 33 landmarks come back in crop pixels and
   are mapped to photo pixels through the inverse of the crop's affine map.
+  3:4 is the zoo models' aspect, so for them BlazePose sees exactly the region
+  ours sees; it stays 3:4 for a model of another aspect, so BlazePose's figures
+  do not move with ``--model`` (they would: given the wider 1:1 region of a
+  64x64 model, its 12-limb PCKh on the MPII-subset test was 62.7, not 71.0).
 
 BlazePose to MPII-16, openly:
 
@@ -67,7 +71,7 @@ from dp_pose_zoo.skeleton import NUM_JOINTS, coco_to_mpii
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MPII_TEST = f"mpii:{DATA / 'mpii-subset' / 'annotations' / 'mpii_test.json'}"
 
-BLAZE_HEIGHT = 384  # BlazePose's crop height in pixels; its width follows our model's aspect ratio
+BLAZE_SIZE = (384, 288)  # BlazePose's crop (height, width): the person box padded 1.25x at 3:4
 # BlazePose's 33 landmarks in COCO-17 order (nose, l/r eye, l/r ear, shoulders, elbows, wrists, hips,
 # knees, ankles): skeleton.coco_to_mpii then gives MPII-16 with its stated derivations.
 BLAZE_TO_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
@@ -106,24 +110,22 @@ def predict_ours(estimator: PoseEstimator, dataset) -> np.ndarray:
     return np.stack(pred)
 
 
-def blaze_crops(dataset, input_size: tuple[int, int], folder: Path) -> tuple[list[str], np.ndarray]:
+def blaze_crops(dataset, folder: Path) -> tuple[list[str], np.ndarray]:
     """PNG crops of each person's padded region (lossless, what BlazePose sees) and the crop-to-photo maps."""
-    h, w = input_size
-    size = (BLAZE_HEIGHT, int(round(BLAZE_HEIGHT * w / h)))
     paths, inverses = [], []
     for i, record in enumerate(dataset.records):
-        matrix = crop_matrix(record.center, record.scale, size)
+        matrix = crop_matrix(record.center, record.scale, BLAZE_SIZE)
         path = folder / f"{i:05d}.png"
-        cv2.imwrite(str(path), warp_crop(dataset.load_image(record), matrix, size))
+        cv2.imwrite(str(path), warp_crop(dataset.load_image(record), matrix, BLAZE_SIZE))
         paths.append(str(path))
-        inverses.append(crop_matrix(record.center, record.scale, size, inverse=True))
+        inverses.append(crop_matrix(record.center, record.scale, BLAZE_SIZE, inverse=True))
     return paths, np.stack(inverses)
 
 
-def predict_blaze(python: str | None, dataset, input_size: tuple[int, int]) -> tuple[np.ndarray | None, int, str]:
+def predict_blaze(python: str | None, dataset) -> tuple[np.ndarray | None, int, str]:
     """``(N, 16, 2)`` photo pixels (nan where no pose was found), the number found, and the run's status."""
     with tempfile.TemporaryDirectory() as tmp:
-        paths, inverses = blaze_crops(dataset, input_size, Path(tmp))
+        paths, inverses = blaze_crops(dataset, Path(tmp))
         listing = Path(tmp) / "crops.json"
         listing.write_text(json.dumps(paths))
         result, status = run_mediapipe(python, MEDIAPIPE_SCRIPT, str(listing))
@@ -150,15 +152,12 @@ def markdown_table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def draw_comparison(folder: Path, tag: str, dataset, input_size: tuple[int, int],
-                    preds: dict[str, np.ndarray]) -> None:
-    """For the first people: ground truth and each model's joints side by side on the person's region."""
-    h, w = input_size
-    size = (BLAZE_HEIGHT, int(round(BLAZE_HEIGHT * w / h)))
+def draw_comparison(folder: Path, tag: str, dataset, preds: dict[str, np.ndarray]) -> None:
+    """For the first people: ground truth and each model's joints side by side on BlazePose's crop."""
     folder.mkdir(parents=True, exist_ok=True)
     for i, record in enumerate(dataset.records[:DRAW_PEOPLE]):
-        matrix = crop_matrix(record.center, record.scale, size)
-        crop = warp_crop(dataset.load_image(record), matrix, size)
+        matrix = crop_matrix(record.center, record.scale, BLAZE_SIZE)
+        crop = warp_crop(dataset.load_image(record), matrix, BLAZE_SIZE)
         panels = []
         for name, joints in (("ground truth", record.joints), *((k, v[i]) for k, v in preds.items())):
             shown = record.visible if name == "ground truth" else np.isfinite(joints).all(axis=1).astype(float)
@@ -190,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         truth = dataset.ground_truth()
         ours_pred = predict_ours(estimator, dataset)
         rows = {f"ours ({args.model})": figures(ours_pred, truth)}
-        blaze, found, status = predict_blaze(args.mediapipe_python, dataset, (h, w))
+        blaze, found, status = predict_blaze(args.mediapipe_python, dataset)
         print(f"\n## {spec}\n")
         print(f"{len(dataset)} people scored ({len(loaded) - len(dataset)} of {len(loaded)} left out: no head box)")
         preds = {}
@@ -212,8 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nratio ours / BlazePose Full, 12 limb joints: PCKh@0.5 {ratio:.3f} "
                   f"({ours['Limbs']:.2f} / {theirs['Limbs']:.2f}); PCKh@0.1 {ratio_01:.3f}")
         if args.draw:
-            draw_comparison(args.draw, Path(spec.partition(":")[2]).stem, dataset, (h, w),
-                        {"ours": ours_pred, **preds})
+            draw_comparison(args.draw, Path(spec.partition(":")[2]).stem, dataset, {"ours": ours_pred, **preds})
     print(f"\nload average (1, 5, 15 min) at end: {load_average()}")
     return 0
 
