@@ -29,13 +29,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import load_average, run_mediapipe
 
 VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vtest.avi"
 
@@ -59,10 +59,6 @@ with mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1) as pose
     dt = time.perf_counter() - t
 print(json.dumps({"fps": len(frames) / dt, "frames": len(frames), "found": found, "version": mp.__version__}))
 """
-
-
-def load_average() -> str:
-    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def read_frames(path: Path, n: int) -> tuple[list[np.ndarray], float]:
@@ -157,13 +153,7 @@ def single_person(estimator, frames: list[np.ndarray], kpt_thr: float) -> tuple[
 
 
 def mediapipe_fps(python: str | None, video: Path, n: int) -> tuple[dict | None, str]:
-    if not python:
-        return None, "not run (no --mediapipe-python)"
-    proc = subprocess.run([python, "-c", MEDIAPIPE_SCRIPT, str(video), str(n)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        return None, f"failed: {lines[-1] if lines else proc.returncode}"
-    return json.loads(proc.stdout.strip().splitlines()[-1]), "ok"
+    return run_mediapipe(python, MEDIAPIPE_SCRIPT, str(video), str(n))
 
 
 def open_model(name: str, precision: str, threads: int | None):

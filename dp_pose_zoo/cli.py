@@ -16,7 +16,9 @@ import sys
 
 from . import __version__
 from .commands import audit, card, demo, export, infer, privacy, zoo
-from .errors import DPPoseZooError
+from .errors import DatasetError, DPPoseZooError
+
+logger = logging.getLogger(__name__)
 
 EPILOG_TRAIN = """examples:
   dp-pose train --recipe training/recipes/demo.yaml --out runs/demo
@@ -29,6 +31,11 @@ EPILOG_TRAIN = """examples:
 EPILOG_EVAL = """examples:
   dp-pose eval runs/full --data synthpose:private-test
   dp-pose eval runs/full --data mpii:/data/mpii --json
+  dp-pose eval runs/full --data coco:../shared/data/coco-mini/annotations/person_keypoints_val2017.json
+
+The MPII table (Head ... Ankle, Mean, Mean@0.1), then PCKh@0.5 and @0.1 over the
+12 limb joints (no head top, upper neck, pelvis or thorax). People without a head
+box (COCO people with unlabelled face keypoints or shoulders) are left out, with a warning.
 """
 EPILOG_SYNTH = """examples:
   dp-pose synth --out data/synth-private --n 500 --domain private --seed 7
@@ -95,18 +102,31 @@ def _launch_distributed(args) -> int:
 
 def _cmd_eval(args) -> int:
     from .datasets import load_dataset
-    from .metrics import format_pckh_table
+    from .metrics import format_limb_line, format_pckh_table, limb_pckh, pckh_table
     from .training.checkpoint import load_model
-    from .training.evaluate import evaluate
+    from .training.evaluate import predict
 
     model, _ = load_model(args.checkpoint)
-    dataset = load_dataset(args.data)
-    table = evaluate(model, dataset, batch_size=args.batch_size, progress=not args.json)
+    loaded = load_dataset(args.data)
+    dataset = loaded.with_head_boxes()
+    left_out = len(loaded) - len(dataset)
+    if not len(dataset):
+        raise DatasetError(f"PCKh needs head boxes: none of the {len(loaded)} people in {args.data} has one")
+    if left_out:
+        logger.warning("%d of %d people in %s have no head box and are left out of PCKh", left_out, len(loaded),
+                       args.data)
+    pred, _ = predict(model, dataset, batch_size=args.batch_size, progress=not args.json)
+    truth = dataset.ground_truth()
+    table = pckh_table(pred, *truth)
+    limbs = limb_pckh(pred, *truth)
     if args.json:
+        figures = {**table, **limbs}
         print(json.dumps({"checkpoint": str(args.checkpoint), "data": args.data, "people": len(dataset),
-                          "pckh": {k: (None if math.isnan(v) else round(v, 4)) for k, v in table.items()}}))
+                          "people_without_head_box": left_out,
+                          "pckh": {k: (None if math.isnan(v) else round(v, 4)) for k, v in figures.items()}}))
     else:
         print(format_pckh_table(table, title=f"PCKh on {args.data} ({len(dataset)} people)"))
+        print(format_limb_line(limbs))
     return 0
 
 

@@ -24,6 +24,19 @@ def bbox_to_center_scale(bbox, aspect_ratio: float = 192 / 256) -> tuple[np.ndar
     return center, height / SCALE_UNIT
 
 
+def center_scale_to_bbox(center, scale: float, aspect_ratio: float = 192 / 256) -> np.ndarray:
+    """The ``x1, y1, x2, y2`` box that :func:`bbox_to_center_scale` turns back into ``center, scale``.
+
+    It is ``scale * 200`` high and ``aspect_ratio`` times that wide (at most: a hair narrower, so
+    float rounding can never make the width decide the height), so a runtime given this box crops
+    exactly what an evaluation given the record's ``center, scale`` crops.
+    """
+    cx, cy = (float(v) for v in center)
+    height = float(scale) * SCALE_UNIT
+    half_w, half_h = height * aspect_ratio * (1.0 - 1e-12) / 2.0, height / 2.0
+    return np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
+
+
 def crop_matrix(center, scale: float, output_size: tuple[int, int], *, rotation: float = 0.0,
                 padding: float = DEFAULT_PADDING, inverse: bool = False) -> np.ndarray:
     """The 2x3 affine map from image pixels to crop pixels (or back, with ``inverse``).

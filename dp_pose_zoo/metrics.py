@@ -13,6 +13,11 @@ Followed reference: ``MPIIDataset.evaluate`` in leoxiaobin/deep-high-resolution-
 * Mean@0.1: the same at alpha 0.1. (HRNet takes ``pckAll[11]`` of
   ``arange(0, 0.51, 0.01)``, i.e. alpha 0.11; mmpose takes index 10, alpha 0.1.
   We use 0.1, as mmpose does and as the column's name says.)
+
+Beside the table, :func:`limb_pckh` gives Limbs and Limbs@0.1: the 12 limb joints
+(``skeleton.LIMB_JOINTS``: no pelvis, thorax, upper neck or head top), weighted
+like Mean. They are what a model with no MPII head points (BlazePose, COCO-trained
+models) can be compared on without deriving any joint.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from .errors import DatasetError
-from .skeleton import NUM_JOINTS, PCKH_EXCLUDED, PCKH_GROUPS
+from .skeleton import LIMB_JOINTS, NUM_JOINTS, PCKH_EXCLUDED, PCKH_GROUPS
 
 HEAD_SIZE_FACTOR = 0.6  # MPII's SC_BIAS
 PCKH_COLUMNS: tuple[str, ...] = tuple(name for name, _ in PCKH_GROUPS) + ("Mean", "Mean@0.1")
+LIMB_COLUMNS: tuple[str, ...] = ("Limbs", "Limbs@0.1")
 
 
 def pckh_per_joint(pred, gt, visible, head_boxes, alpha: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +64,25 @@ def pckh_table(pred, gt, visible, head_boxes) -> dict[str, float]:
     return table
 
 
+def limb_pckh(pred, gt, visible, head_boxes) -> dict[str, float]:
+    """``{"Limbs": ..., "Limbs@0.1": ...}``: PCKh in percent over the 12 limb joints at alpha 0.5 and 0.1.
+
+    Weighted by visible instances as Mean is (so it is the share of visible limb
+    joints that are correct); nan when no limb joint is visible. Same inputs as
+    :func:`pckh_table`.
+    """
+    pckh, counts = pckh_per_joint(pred, gt, visible, head_boxes, alpha=0.5)
+    pckh_01, _ = pckh_per_joint(pred, gt, visible, head_boxes, alpha=0.1)
+    return {"Limbs": weighted_mean(pckh, counts, joints=LIMB_JOINTS),
+            "Limbs@0.1": weighted_mean(pckh_01, counts, joints=LIMB_JOINTS)}
+
+
+def format_limb_line(limbs: Mapping[str, float]) -> str:
+    """One line for under the table: ``Limbs (12 joints, no head/neck/pelvis/thorax): PCKh@0.5 x  PCKh@0.1 y``."""
+    return (f"Limbs ({len(LIMB_JOINTS)} joints, no head/neck/pelvis/thorax): "
+            f"PCKh@0.5 {float(limbs['Limbs']):.2f}  PCKh@0.1 {float(limbs['Limbs@0.1']):.2f}")
+
+
 def format_pckh_table(table: Mapping[str, float], title: str | None = None) -> str:
     """One header row and one value row (2 decimals), columns right-aligned like the papers' tables.
 
@@ -84,10 +109,15 @@ def head_sizes(head_boxes: np.ndarray) -> np.ndarray:
     return HEAD_SIZE_FACTOR * np.linalg.norm(boxes[:, 2:4] - boxes[:, 0:2], axis=1)
 
 
-def weighted_mean(pckh: np.ndarray, counts: np.ndarray) -> float:
-    """Mean PCKh over joints outside PCKH_EXCLUDED, weighted by visible counts (HRNet's jnt_ratio)."""
-    keep = np.ones(NUM_JOINTS, dtype=bool)
-    keep[list(PCKH_EXCLUDED)] = False
+def weighted_mean(pckh: np.ndarray, counts: np.ndarray, *, joints: Sequence[int] | None = None) -> float:
+    """Mean PCKh weighted by visible counts (HRNet's jnt_ratio) over ``joints``; by default every
+    joint outside PCKH_EXCLUDED (MPII's Mean)."""
+    if joints is None:
+        keep = np.ones(NUM_JOINTS, dtype=bool)
+        keep[list(PCKH_EXCLUDED)] = False
+    else:
+        keep = np.zeros(NUM_JOINTS, dtype=bool)
+        keep[list(joints)] = True
     keep &= counts > 0
     total = counts[keep].sum()
     if total == 0:

@@ -45,6 +45,10 @@ DEFAULT_KPT_THR = 0.15
 # Joints left out of the PCKh Mean, as in MPII's evaluation.
 PCKH_EXCLUDED: tuple[int, ...] = (6, 7)
 
+# The 12 limb joints (ankles, knees, hips, wrists, elbows, shoulders): what MPII, COCO, LSP and
+# BlazePose all annotate or predict directly, with no pelvis, thorax, upper neck or head top.
+LIMB_JOINTS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15)
+
 FLIP_INDEX = np.arange(NUM_JOINTS)
 for _a, _b in FLIP_PAIRS:
     FLIP_INDEX[_a], FLIP_INDEX[_b] = _b, _a

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,7 +38,8 @@ def test_synth_writes_a_split_that_eval_reads_as_mpii(capsys, tmp_path, tiny_che
     assert code == 0
     result = json.loads(out)
     assert result["people"] == 6 and set(result["pckh"]) == {
-        "Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean", "Mean@0.1"}
+        "Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean", "Mean@0.1", "Limbs", "Limbs@0.1"}
+    assert result["people_without_head_box"] == 0
 
 
 def test_eval_prints_the_paper_table(capsys, tiny_checkpoint):
@@ -46,6 +48,42 @@ def test_eval_prints_the_paper_table(capsys, tiny_checkpoint):
     header = next(line for line in out.splitlines() if "Head" in line)
     cols = header.split()
     assert cols[cols.index("Head"):] == ["Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean", "Mean@0.1"]
+
+
+def test_eval_prints_the_limb_figures_under_the_table_and_in_json(capsys, tiny_checkpoint):
+    from dp_pose_zoo.datasets import load_dataset
+    from dp_pose_zoo.metrics import limb_pckh
+    from dp_pose_zoo.training.checkpoint import load_model
+    from dp_pose_zoo.training.evaluate import predict
+
+    spec = "synthpose:private-test:12"
+    code, out, _ = run(capsys, "eval", str(tiny_checkpoint), "--data", spec)
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert "Mean@0.1" in lines[-3] and lines[-1].startswith("Limbs (12 joints")
+    dataset = load_dataset(spec)
+    expected = limb_pckh(predict(load_model(tiny_checkpoint)[0], dataset)[0], *dataset.ground_truth())
+    words = lines[-1].split()
+    assert words[-4:] == ["PCKh@0.5", f"{expected['Limbs']:.2f}", "PCKh@0.1", f"{expected['Limbs@0.1']:.2f}"]
+    code, out, _ = run(capsys, "eval", str(tiny_checkpoint), "--data", spec, "--json")
+    pckh = json.loads(out)["pckh"]
+    assert pckh["Limbs"] == pytest.approx(expected["Limbs"], abs=1e-4)
+    assert pckh["Limbs@0.1"] == pytest.approx(expected["Limbs@0.1"], abs=1e-4)
+
+
+def test_eval_leaves_out_people_without_a_head_box_and_says_so(capsys, tiny_checkpoint):
+    # Real COCO val2017 people: one of the 12 has too few face keypoints to derive a head box.
+    sample = Path(__file__).parent / "data" / "coco-sample" / "test_coco.json"
+    code, out, err = run(capsys, "eval", str(tiny_checkpoint), "--data", f"coco:{sample}", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["people"] == 11 and result["people_without_head_box"] == 1
+    assert "1 of 12 people" in err and "left out" in err
+    # MPII's sample has no head boxes at all (they live in the ground-truth .mat): nothing to score.
+    mpii = Path(__file__).parent / "data" / "mpii-sample" / "test_mpii.json"
+    code, _, err = run(capsys, "eval", str(tiny_checkpoint), "--data", f"mpii:{mpii}")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "none of the 5 people" in lines[0]
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -202,3 +202,17 @@ def test_bad_annotation_refused_with_file_and_index(tmp_path, change, expected):
     with pytest.raises(DatasetError, match=expected) as info:
         load_coco(file)
     assert str(file) in str(info.value)
+
+
+def test_ground_truth_and_the_people_with_a_head_box():
+    dataset = load_coco(SAMPLE_JSON, SAMPLE)
+    gt, visible, head_boxes = dataset.ground_truth()
+    assert gt.shape == (len(dataset), 16, 2) and visible.shape == (len(dataset), 16)
+    missing = [i for i, r in enumerate(dataset.records) if r.head_box is None]
+    assert missing and np.isnan(head_boxes[missing]).all() and np.isfinite(np.delete(head_boxes, missing, 0)).all()
+    scorable = dataset.with_head_boxes()
+    assert len(scorable) == len(dataset) - len(missing)
+    assert [r.image_id for r in scorable.records] == [r.image_id for i, r in enumerate(dataset.records)
+                                                      if i not in missing]
+    np.testing.assert_array_equal(scorable.ground_truth()[0], np.delete(gt, missing, 0))
+    assert scorable.load_image(scorable.records[0]).ndim == 3

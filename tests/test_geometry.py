@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dp_pose_zoo.geometry import apply_affine, bbox_to_center_scale, crop_matrix, warp_crop
+from dp_pose_zoo.geometry import apply_affine, bbox_to_center_scale, center_scale_to_bbox, crop_matrix, warp_crop
 
 
 def test_bbox_to_center_scale_keeps_aspect():
@@ -40,3 +40,20 @@ def test_warp_crop_samples_the_right_pixels():
     assert crop.shape == (256, 192, 3)
     assert crop[128, 96].tolist() == [255, 255, 255]
     assert crop[10, 10].tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("size", [(128, 96), (64, 64), (256, 192), (96, 128)])
+def test_center_scale_to_bbox_gives_the_runtime_the_evaluation_crop(size):
+    from dp_pose_zoo.runtime.pose_estimator import boxes_to_center_scale
+
+    rng = np.random.default_rng(size[0] + size[1])
+    h, w = size
+    for _ in range(50):
+        center, scale = rng.uniform(-50, 700, 2), float(rng.uniform(0.05, 4.0))
+        box = center_scale_to_bbox(center, scale, aspect_ratio=w / h)
+        assert box[3] - box[1] == pytest.approx(scale * 200) and box[2] - box[0] <= (box[3] - box[1]) * w / h
+        centers, scales = boxes_to_center_scale(box[None], size)  # what PoseEstimator does with a box
+        np.testing.assert_allclose(centers[0], center, rtol=0, atol=1e-9)
+        assert scales[0] == pytest.approx(scale, rel=1e-12)
+        np.testing.assert_allclose(crop_matrix(centers[0], scales[0], size), crop_matrix(center, scale, size),
+                                   rtol=0, atol=1e-9)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from dp_pose_zoo.errors import DatasetError
-from dp_pose_zoo.metrics import format_pckh_table, pckh_per_joint, pckh_table
+from dp_pose_zoo.metrics import format_limb_line, format_pckh_table, limb_pckh, pckh_per_joint, pckh_table
+from dp_pose_zoo.skeleton import JOINT_NAMES
 
 # Head box 0: (0, 0) - (30, 40): diagonal sqrt(30^2 + 40^2) = 50, head size 0.6 * 50 = 30,
 #   so alpha 0.5 -> 15 px, alpha 0.1 -> 3 px.
@@ -197,3 +198,71 @@ def test_format_without_title_and_missing_column():
     del table["Knee"]
     with pytest.raises(ValueError, match="Knee"):
         format_pckh_table(table)
+
+
+def test_limbs_by_hand():
+    limbs = limb_pckh(*make_case())
+    assert list(limbs) == ["Limbs", "Limbs@0.1"]
+    # The 12 limb joints (all but pelvis, thorax, upper_neck, head_top): 24 instances, less p1's r_hip and r_wrist = 22.
+    # Correct @.5: r_ankle 2, r_knee 2, r_hip 0, l_hip 2, l_knee 1, l_ankle 2, r_wrist 0, r_elbow,
+    # shoulders, l_elbow, l_wrist 2 each (10) = 19.
+    assert limbs["Limbs"] == pytest.approx(100.0 * 19 / 22)
+    # Correct @.1: r_ankle 2, r_knee 0, r_hip 0, l_hip 1, l_knee 1, l_ankle 2, r_wrist 0, the other five 2 each = 16.
+    assert limbs["Limbs@0.1"] == pytest.approx(100.0 * 16 / 22)
+
+
+def _limbs_by_loops(pred, gt, visible, boxes, alpha):
+    """The limb figure counted person by person, joint by joint, from the MPII definition."""
+    limbs = [i for i, name in enumerate(JOINT_NAMES) if name.split("_", 1)[-1] in
+             ("ankle", "knee", "hip", "wrist", "elbow", "shoulder")]
+    assert len(limbs) == 12
+    seen = right = 0
+    for n in range(len(gt)):
+        (x1, y1, x2, y2) = boxes[n]
+        head = 0.6 * ((x2 - x1) ** 2 + (y2 - y1) ** 2) ** 0.5
+        for j in limbs:
+            if visible[n][j]:
+                seen += 1
+                dx, dy = pred[n][j][0] - gt[n][j][0], pred[n][j][1] - gt[n][j][1]
+                right += (dx * dx + dy * dy) ** 0.5 <= alpha * head
+    return 100.0 * right / seen
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_limbs_match_a_count_by_loops(seed):
+    rng = np.random.default_rng(seed)
+    n = 40
+    gt = rng.uniform(0, 500, (n, 16, 2))
+    corner = rng.uniform(0, 400, (n, 2))
+    boxes = np.hstack([corner, corner + rng.uniform(10, 60, (n, 2))])
+    # Errors spread over 0..1 head sizes, so both alphas sit inside the spread.
+    sizes = 0.6 * np.linalg.norm(boxes[:, 2:] - boxes[:, :2], axis=1)
+    angle = rng.uniform(0, 2 * np.pi, (n, 16))
+    radius = rng.uniform(0, 1.0, (n, 16)) * sizes[:, None]
+    pred = gt + np.stack([np.cos(angle), np.sin(angle)], axis=2) * radius[..., None]
+    visible = (rng.uniform(size=(n, 16)) > 0.3).astype(float)
+    limbs = limb_pckh(pred, gt, visible, boxes)
+    for key, alpha in (("Limbs", 0.5), ("Limbs@0.1", 0.1)):
+        expected = _limbs_by_loops(pred, gt, visible, boxes, alpha)
+        assert limbs[key] == pytest.approx(expected)
+        assert 0.0 < expected < 100.0  # a figure that could have come out otherwise
+    assert limbs["Limbs"] != pytest.approx(pckh_table(pred, gt, visible, boxes)["Mean"])
+
+
+def test_limbs_ignore_head_neck_pelvis_thorax_but_not_a_wrist():
+    pred, gt, visible, boxes = make_case()
+    before = limb_pckh(pred, gt, visible, boxes)
+    pred[:, 6:10] += 1000.0  # pelvis, thorax, upper neck, head top all far off
+    assert limb_pckh(pred, gt, visible, boxes) == before
+    assert pckh_table(pred, gt, visible, boxes)["Mean"] < 100.0 * 23 / 26  # the Mean does see the head
+    pred[0, 15] += 1000.0  # p0's left wrist, right before, now wrong
+    assert limb_pckh(pred, gt, visible, boxes)["Limbs"] == pytest.approx(100.0 * 18 / 22)
+
+
+def test_limbs_nan_without_visible_limbs_and_line_format():
+    pred, gt, visible, boxes = make_case()
+    visible[:, [0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15]] = 0
+    assert all(np.isnan(v) for v in limb_pckh(pred, gt, visible, boxes).values())
+    line = format_limb_line(limb_pckh(*make_case()))
+    assert line.startswith("Limbs (12 joints")
+    assert line.split()[-4:] == ["PCKh@0.5", f"{100 * 19 / 22:.2f}", "PCKh@0.1", f"{100 * 16 / 22:.2f}"]

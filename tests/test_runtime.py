@@ -90,6 +90,27 @@ def test_pose_estimator_matches_the_torch_pipeline_on_real_photos(onnx_path, tin
     assert np.abs(ort_kpts - torch_kpts).max() <= 0.5
 
 
+def test_a_records_box_gives_the_torch_evaluations_keypoints(onnx_path, tiny_checkpoint):
+    """``dp-pose eval`` crops by a record's center/scale; the runtime, given center_scale_to_bbox of them
+    (what benchmarks/real_pckh.py hands it), cuts the same crop and finds the same keypoints."""
+    from dp_pose_zoo.datasets.coco import load_coco
+    from dp_pose_zoo.geometry import center_scale_to_bbox
+    from dp_pose_zoo.training.checkpoint import load_model
+    from dp_pose_zoo.training.evaluate import predict
+
+    dataset = load_coco(COCO_DIR / "test_coco.json", COCO_DIR)
+    torch_kpts, _ = predict(load_model(tiny_checkpoint)[0], dataset)
+    estimator = PoseEstimator(onnx_path, threads=1)
+    h, w = estimator.input_size
+    ort_kpts = np.stack([estimator(dataset.load_image(r), center_scale_to_bbox(r.center, r.scale, w / h)[None])[0]
+                         .keypoints for r in dataset.records])
+    assert np.abs(ort_kpts - torch_kpts).max() <= 0.5
+    # The control: a box twice as wide for the same center/scale makes the runtime crop a larger region.
+    boxed = np.stack([estimator(dataset.load_image(r), center_scale_to_bbox(r.center, r.scale, 2 * w / h)[None])[0]
+                      .keypoints for r in dataset.records])
+    assert np.abs(boxed - torch_kpts).max() > 0.5
+
+
 def test_whole_frame_and_no_boxes(onnx_path):
     estimator = PoseEstimator(onnx_path)
     image = cv2.imread(str(COCO_DIR / "000000040083.jpg"))

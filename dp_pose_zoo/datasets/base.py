@@ -69,6 +69,24 @@ class PoseDataset:
     def image_ids(self) -> set[str]:
         return {r.image_id for r in self.records}
 
+    def ground_truth(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What PCKh scores against: joints ``(N, 16, 2)``, visible ``(N, 16)``, head boxes ``(N, 4)``
+        (rows of nan for a person without one)."""
+        gt = np.stack([r.joints for r in self.records]).reshape(-1, NUM_JOINTS, 2)
+        visible = np.stack([r.visible for r in self.records]).reshape(-1, NUM_JOINTS)
+        head_boxes = np.stack([r.head_box if r.head_box is not None else np.full(4, np.nan)
+                               for r in self.records]).reshape(-1, 4)
+        return gt, visible, head_boxes
+
+    def with_head_boxes(self) -> "PoseDataset":
+        """The people PCKh can score: those with a head box, in order (a mixture's ``parts`` are dropped).
+
+        COCO has no head boxes; one is derived from the face keypoints and shoulders, so a person
+        with fewer than two face keypoints or either shoulder unlabelled has none.
+        """
+        kept = [r for r in self.records if r.head_box is not None]
+        return PoseDataset(name=self.name, records=kept, load_image=self.load_image)
+
 
 def read_json(json_file: Path) -> Any:
     """An annotation file's JSON, or a one-line DatasetError naming the file."""

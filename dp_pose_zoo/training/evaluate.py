@@ -44,8 +44,4 @@ def evaluate(model: TinyViTSimCC, dataset: PoseDataset, *, batch_size: int = 32,
              progress: bool = False) -> dict[str, float]:
     """The PCKh table (Head ... Ankle, Mean, Mean@0.1) of ``model`` on ``dataset``."""
     pred, _ = predict(model, dataset, batch_size=batch_size, progress=progress)
-    records = dataset.records
-    gt = np.stack([r.joints for r in records])
-    visible = np.stack([r.visible for r in records])
-    head_boxes = np.stack([r.head_box if r.head_box is not None else np.full(4, np.nan) for r in records])
-    return pckh_table(pred, gt, visible, head_boxes)
+    return pckh_table(pred, *dataset.ground_truth())
