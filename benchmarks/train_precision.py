@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import torch
@@ -33,19 +32,10 @@ from dp_pose_zoo.training.dp_step import add_noise, clip_and_sum
 from dp_pose_zoo.training.model import ModelConfig, TinyViTSimCC
 from dp_pose_zoo.training.trainer import _gradient_step
 
+from _common import cpu_model
 from train_throughput import interleaved
 
 RECIPE_AUGMENT = AugmentConfig(flip=0.5, scale=0.3, rotation=30, rotation_prob=0.6, half_body=0.3, color=0.3)
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def loader_rate(data: SimCCDataset, workers: int, batches: int, batch: int) -> float:
@@ -100,7 +90,7 @@ def main() -> None:
     args = p.parse_args()
     args.size = tuple(int(v) for v in args.input.split("x"))
     torch.set_num_threads(2)
-    print(f"# {cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    print(f"# {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"load average at start {os.getloadavg()[0]:.2f}")
     people = load_dataset(args.data)
     data = SimCCDataset(people, SimCCCodec(args.size), augment=RECIPE_AUGMENT, seed=0)

@@ -9,7 +9,7 @@ from tqdm import tqdm
 from ..codec import decode_simcc
 from ..datasets.base import PoseDataset
 from ..geometry import apply_affine, crop_matrix, warp_crop
-from ..metrics import pckh_table
+from ..metrics import limb_pckh, pckh_table
 from ..preprocess import normalize_crop
 from .model import TinyViTSimCC
 
@@ -42,6 +42,8 @@ def predict(model: TinyViTSimCC, dataset: PoseDataset, *, batch_size: int = 32,
 
 def evaluate(model: TinyViTSimCC, dataset: PoseDataset, *, batch_size: int = 32,
              progress: bool = False) -> dict[str, float]:
-    """The PCKh table (Head ... Ankle, Mean, Mean@0.1) of ``model`` on ``dataset``."""
+    """The PCKh table (Head ... Ankle, Mean, Mean@0.1) of ``model`` on ``dataset``, and the 12 limb joints'
+    PCKh (Limbs, Limbs@0.1)."""
     pred, _ = predict(model, dataset, batch_size=batch_size, progress=progress)
-    return pckh_table(pred, *dataset.ground_truth())
+    truth = dataset.ground_truth()
+    return {**pckh_table(pred, *truth), **limb_pckh(pred, *truth)}

@@ -404,6 +404,7 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
                 if val_set is not None:
                     metrics["val_pckh"] = evaluate(model, val_set)
                     entry["val_pckh_mean"] = metrics["val_pckh"]["Mean"]
+                    entry["val_limbs"] = metrics["val_pckh"]["Limbs"]
                 metrics["history"].append(entry)
                 log.info("epoch %d: %s", progress["epoch"], entry)
             _save(out_dir, model, recipe, schedule, progress, metrics, optimizer, scheduler, sigma, secret,
