@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 
 from ..card import format_epsilon
+from ..checkpoint_config import CONFIG, read_config_file
 from ..errors import CheckpointError
 
 EPILOG = """examples:
@@ -44,6 +45,8 @@ def run(args) -> int:
     folder = Path(args.dir)
     if not folder.is_dir():
         raise CheckpointError(f"{folder} is not a directory")
+    if (folder / CONFIG).is_file():
+        read_config_file(folder / CONFIG)  # the types every reader relies on, as eval and resume check them
     card = stamped_card(folder)  # parses, validates, checks the weights, config.json and ONNX exports against it
     if args.check:
         p = card.privacy

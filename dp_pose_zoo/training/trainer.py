@@ -32,7 +32,8 @@ from ..codec import SimCCCodec
 from ..datasets import PoseDataset, load_dataset
 from ..errors import CheckpointError, PrivacyError, RecipeError
 from . import accounting
-from .checkpoint import load_model, load_training_state, load_weights, read_config, save_checkpoint
+from .checkpoint import (load_model, load_training_state, load_weights, read_config, save_checkpoint,
+                         verified_weights)
 from .config import Recipe
 from .data import CachedPrefixDataset, SimCCDataset
 from .distributed import World, all_reduce_sum, broadcast_float, broadcast_int, init_from_env
@@ -249,12 +250,12 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
 
     if resume:
         model, config = load_model(out_dir)
-        progress, metrics = config["progress"], config["metrics"]
+        progress, metrics = config["progress"], {"history": [], **config["metrics"]}
         state = load_training_state(out_dir)
     else:
         model = TinyViTSimCC(recipe.model)
-        if recipe.init:
-            load_weights(model, Path(recipe.init) / "model.safetensors")
+        if recipe.init:  # weights checked against the sha256 the init checkpoint's config.json records
+            load_weights(model, verified_weights(recipe.init))
         progress, metrics, config, state = {"epoch": 0, "step": 0, "samples": 0}, {"history": []}, {}, None
     model.set_strategy(recipe.strategy)
     prefix_units = 0
