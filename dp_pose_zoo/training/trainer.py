@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, default_collate
 from tqdm import tqdm
 
 from ..card import PrivacyBlock, render_card
+from ..checkpoint_config import JOURNAL
 from ..codec import SimCCCodec
 from ..datasets import PoseDataset, load_dataset
 from ..errors import CheckpointError, PrivacyError, RecipeError
@@ -39,7 +40,7 @@ from .data import CachedPrefixDataset, SimCCDataset
 from .distributed import World, all_reduce_sum, broadcast_float, broadcast_int, init_from_env
 from .dp_step import add_noise, clip_and_sum
 from .evaluate import evaluate
-from .ledger import LedgerJournal
+from .ledger import LedgerJournal, check_record
 from .losses import simcc_loss
 from .model import TinyViTSimCC
 from .per_sample import trainable_names
@@ -47,7 +48,6 @@ from .projection import SubspaceProjector, flatten, public_gradients, unflatten
 
 log = logging.getLogger(__name__)
 
-JOURNAL = "privacy_journal.jsonl"
 _SAMPLING, _NOISE = 0, 1  # independent random streams of the secret seed
 
 
@@ -201,7 +201,7 @@ def _privacy_record(recipe: Recipe, schedule: Schedule, sigma: float, journal: L
     return {"noise_multiplier": sigma, "sample_rate": schedule.sample_rate, "planned_steps": schedule.total_steps,
             "target_epsilon": recipe.epsilon, "delta": recipe.delta, "accountant": recipe.accountant,
             "clipping_norm": recipe.clipping_norm, "epsilon": ledger.epsilon(recipe.delta),
-            "ledger_steps": ledger.steps, "ledger": ledger.state_dict()}
+            "ledger_steps": ledger.steps, "ledger": ledger.state_dict(), "journal": journal.mark()}
 
 
 def _card(recipe: Recipe, progress: dict, metrics: dict, privacy: dict | None, public: PoseDataset | None):
@@ -251,6 +251,8 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
     if resume:
         model, config = load_model(out_dir)
         progress, metrics = config["progress"], {"history": [], **config["metrics"]}
+        if recipe.private:  # every rank, before any step: a journal that does not back the ledger ends the run
+            check_record(out_dir / JOURNAL, config["privacy"], progress_step=progress["step"])
         state = load_training_state(out_dir)
     else:
         model = TinyViTSimCC(recipe.model)
