@@ -298,3 +298,35 @@ def test_card_check_verifies_the_journal_and_recomputes_epsilon(stopped_dp_run, 
     (run / "README.md").write_text(card.replace(f"epsilon: {spent}\n", f"epsilon: {spent / 2}\n"))
     assert main(["card", str(run), "--check"]) == 2
     assert "disagrees with its ledger: epsilon" in capsys.readouterr().err
+
+
+def _private_images_renamed(tmp_path, *, reencode: bool) -> str:
+    """An MPII JSON without image_id whose photos are the private set's, pixel for pixel, under other names."""
+    import cv2
+
+    from dp_pose_zoo.datasets.synthpose import SPLIT_SEEDS, write_split
+
+    out = write_split(tmp_path / "copy", domain="private", n=12, seed=SPLIT_SEEDS["private-train"])
+    annotations = out / "annotations" / "mpii_train.json"
+    records = json.loads(annotations.read_text())
+    for i, record in enumerate(records):
+        del record["image_id"]
+        old, new = out / "images" / record["image"], out / "images" / f"photo_{i:03d}.png"
+        if reencode:  # other bytes, the same pixels
+            cv2.imwrite(str(new), cv2.imread(str(old)), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+            old.unlink()
+        else:
+            old.rename(new)
+        record["image"] = new.name
+    annotations.write_text(json.dumps(records))
+    return f"mpii:{annotations}"
+
+
+@pytest.mark.parametrize("reencode", [False, True])
+def test_a_public_set_holding_the_private_images_under_other_names_is_refused(tmp_path, reencode):
+    public = _private_images_renamed(tmp_path, reencode=reencode)
+    recipe = Recipe.from_dict(dp_recipe(method="pdp-sgd", train_data="synthpose:private-train:20", public_data=public,
+                                        public_size=12, noise_multiplier=1.0, epsilon=None))
+    with pytest.raises(PrivacyError, match=r"shares 12 image\(s\) .* by content .*photo_0\d\d.png.*private_"):
+        train(recipe, tmp_path / "r", progress_bar=False)
+    assert not (tmp_path / "r").exists()

@@ -42,7 +42,7 @@ class Recipe:
     accountant: str = "prv"
     physical_batch_size: int = 16  # per-sample gradients are computed this many at a time
     checkpoint_every: int | None = None  # steps; default once per epoch
-    # PDP-SGD's public subset: disjoint from train_data (checked by image id).
+    # PDP-SGD's public subset: disjoint from train_data (checked by image id and by pixels).
     public_data: str = "synthpose:private-holdout"
     public_size: int = 100
     projection_dim: int = 50

@@ -31,6 +31,7 @@ from ..card import PrivacyBlock, render_card
 from ..checkpoint_config import JOURNAL
 from ..codec import SimCCCodec
 from ..datasets import PoseDataset, load_dataset
+from ..datasets.base import image_fingerprints
 from ..errors import CheckpointError, PrivacyError, RecipeError
 from . import accounting
 from .checkpoint import (load_model, load_training_state, load_weights, read_config, save_checkpoint,
@@ -182,6 +183,15 @@ def _load_public(recipe: Recipe, private: PoseDataset) -> PoseDataset:
     if overlap:
         raise PrivacyError(f"public data {recipe.public_data} shares {len(overlap)} image(s) with the private "
                            f"training data (e.g. {sorted(overlap)[0]}); the public set must be disjoint")
+    # By content too: a renamed or re-encoded copy of a private photo has another id but the same pixels.
+    public_images = image_fingerprints(public)
+    private_images = image_fingerprints(private)
+    shared = sorted(public_images.keys() & private_images.keys())
+    if shared:
+        example_public, example_private = public_images[shared[0]].image, private_images[shared[0]].image
+        raise PrivacyError(f"public data {recipe.public_data} shares {len(shared)} image(s) with the private training "
+                           f"data by content (e.g. public {example_public} = private {example_private}); "
+                           "the public set must be disjoint")
     return public
 
 
@@ -214,6 +224,7 @@ def _card(recipe: Recipe, progress: dict, metrics: dict, privacy: dict | None, p
             strategy=recipe.strategy, epochs=progress["epoch"], steps=privacy["ledger_steps"],
             sample_rate=privacy["sample_rate"], noise_multiplier=privacy["noise_multiplier"],
             accountant=recipe.accountant, projection_dim=recipe.projection_dim if public is not None else None,
+            # ``public`` exists only once _load_public found it disjoint from the private data, by id and by pixels.
             public_data={"name": recipe.public_data, "size": len(public), "disjoint": True} if public else None)
     pckh = metrics.get("val_pckh")
     warning = ("**Not private:** this run used a fixed `noise_seed` (tests only); its sampling and noise can be "
