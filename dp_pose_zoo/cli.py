@@ -95,6 +95,8 @@ def _cmd_eval(args) -> int:
     from .training.checkpoint import load_model
     from .training.evaluate import evaluate
 
+    if args.batch_size < 1:
+        raise _usage(f"--batch-size must be at least 1; got {args.batch_size}")
     model, _ = load_model(args.checkpoint)
     dataset = load_dataset(args.data)
     table = evaluate(model, dataset, batch_size=args.batch_size, progress=not args.json)

@@ -53,6 +53,8 @@ def test_eval_prints_the_paper_table(capsys, tiny_checkpoint):
     (["eval", "{ckpt}", "--data", "imagenet:x"], "unknown data set kind"),
     (["eval", "{ckpt}", "--data", "synthpose:private-nope"], "unknown SynthPose split"),
     (["eval", "{ckpt}", "--data", "mpii:/nonexistent"], "nonexistent"),
+    (["eval", "{ckpt}", "--data", "synthpose:private-test:4", "--batch-size", "0"], "--batch-size"),
+    (["eval", "{ckpt}", "--data", "synthpose:private-test:4", "--batch-size", "-2"], "--batch-size"),
     (["train"], "needs --recipe"),
     (["train", "--recipe", "/nonexistent.yaml"], "recipe not found"),
     (["train", "--resume", "/nonexistent/run"], "not a checkpoint directory"),
