@@ -19,9 +19,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import PrivacyError
 from . import accounting
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..card import PrivacyBlock
 
 LEDGER_VERSION = 1
 JOURNAL_VERSION = 2  # 2: every line carries a hash chained to the line before
@@ -355,7 +359,8 @@ def check_record(path: str | os.PathLike, record: object, *, progress_step: int)
                            f"or edited): nothing shows {path.name} is complete, so the run cannot be resumed")
     if record.get("ledger_steps") != ledger.steps or mark["lines"] != ledger.steps + 1:
         raise PrivacyError(f"the checkpoint's privacy record is inconsistent: ledger_steps "
-                           f"{record.get('ledger_steps')!r}, journal lines {mark['lines']}, ledger {ledger.steps} steps")
+                           f"{record.get('ledger_steps')!r}, journal lines {mark['lines']}, "
+                           f"ledger {ledger.steps} steps")
     if ledger.steps < progress_step:
         raise PrivacyError(f"the checkpoint's ledger counts {ledger.steps} noisy steps but its progress says "
                            f"{progress_step} steps ran")
@@ -384,7 +389,7 @@ def _check_steps(path: Path, steps: list[tuple[float, float]], ledger: PrivacyLe
                                f"sample rate {got[1]!r}; {whose} {want[0]!r} and {want[1]!r}")
 
 
-def check_claim(claim, record: dict, ledger: PrivacyLedger) -> None:
+def check_claim(claim: "PrivacyBlock", record: dict, ledger: PrivacyLedger) -> None:
     """Refuse a card's privacy block (``claim``) that says other than the ledger it was written from.
 
     Steps, noise multiplier, sample rate, delta and accountant must be the
@@ -392,7 +397,8 @@ def check_claim(claim, record: dict, ledger: PrivacyLedger) -> None:
     both the card and config.json is caught too.
     """
     spent = ledger.epsilon()
-    checks = [("steps", claim.steps, ledger.steps), ("noise_multiplier", claim.noise_multiplier, record["noise_multiplier"]),
+    checks = [("steps", claim.steps, ledger.steps),
+              ("noise_multiplier", claim.noise_multiplier, record["noise_multiplier"]),
               ("sample_rate", claim.sample_rate, record["sample_rate"]), ("delta", claim.delta, ledger.delta),
               ("accountant", claim.accountant, ledger.accountant), ("epsilon", claim.epsilon, spent)]
     wrong = [f"{name} {said!r} (the ledger: {true!r})" for name, said, true in checks if not _agrees(said, true)]
