@@ -106,6 +106,8 @@ def _cmd_eval(args) -> int:
     from .training.checkpoint import load_model
     from .training.evaluate import predict
 
+    if args.batch_size < 1:
+        raise _usage(f"--batch-size must be at least 1; got {args.batch_size}")
     model, _ = load_model(args.checkpoint)
     loaded = load_dataset(args.data)
     dataset = loaded.with_head_boxes()

@@ -114,3 +114,19 @@ def test_audit_rejects_a_path_that_is_not_data(tmp_path, capsys):
     assert main(["audit", str(ckpt), "--members", str(tmp_path / "nope"),
                  "--non-members", "synthpose:private-test:8"]) == 2
     assert "neither a data spec" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--members", "synthpose:private-train:3", "--non-members", "synthpose:private-test:8"], "at least 4"),
+    (["--members", "synthpose:private-train:8", "--non-members", "synthpose:private-test:2"], "at least 4"),
+    (["--members", "synthpose:private-train:8", "--non-members", "synthpose:private-test:8", "--batch-size", "0"],
+     "--batch-size"),
+    (["--members", "synthpose:private-train:8", "--non-members", "synthpose:private-test:8", "--batch-size", "-4"],
+     "--batch-size"),
+])
+def test_audit_refuses_too_few_people_or_a_bad_batch_size_in_one_line(tiny_checkpoint, capsys, extra, message):
+    assert main(["audit", str(tiny_checkpoint), "--reference", "none", *extra]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dp-pose audit: error: ") and message in lines[0]
+    assert captured.out == ""

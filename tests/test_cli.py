@@ -91,6 +91,8 @@ def test_eval_leaves_out_people_without_a_head_box_and_says_so(capsys, tiny_chec
     (["eval", "{ckpt}", "--data", "imagenet:x"], "unknown data set kind"),
     (["eval", "{ckpt}", "--data", "synthpose:private-nope"], "unknown SynthPose split"),
     (["eval", "{ckpt}", "--data", "mpii:/nonexistent"], "nonexistent"),
+    (["eval", "{ckpt}", "--data", "synthpose:private-test:4", "--batch-size", "0"], "--batch-size"),
+    (["eval", "{ckpt}", "--data", "synthpose:private-test:4", "--batch-size", "-2"], "--batch-size"),
     (["train"], "needs --recipe"),
     (["train", "--recipe", "/nonexistent.yaml"], "recipe not found"),
     (["train", "--resume", "/nonexistent/run"], "not a checkpoint directory"),

@@ -103,3 +103,16 @@ def test_through_cli_main_ok(capsys):
     assert cli.main(["privacy", "--sample-rate", "0.02", "--noise-multiplier", "1.1", "--steps", "300",
                      "--delta", "1e-5", "--accountant", "rdp", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["steps"] == 300
+
+
+@pytest.mark.parametrize("steps", ["1000000", "1000000000"])
+def test_prv_beyond_its_memory_is_refused_in_one_line_naming_rdp(capsys, steps):
+    from dp_pose_zoo import cli
+
+    argv = ["--noise-multiplier", "1.0", "--steps", steps]
+    assert cli.main(["privacy", "--sample-rate", "0.01", "--delta", "1e-5", *argv]) == 2  # a MemoryError before
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("dp-pose privacy: error: ")
+    assert "--accountant rdp" in err
+    # RDP needs no grid: the same history is computed.
+    assert cli.main(["privacy", "--sample-rate", "0.01", "--delta", "1e-5", *argv, "--accountant", "rdp"]) == 0

@@ -169,7 +169,7 @@ def test_card_prints_the_stamped_card(main, tmp_path, capsys):
 
 @pytest.mark.parametrize("damage, match", [
     (lambda rel: (rel / "model.safetensors").write_bytes(b"other weights"), "does not match the card's weights"),
-    (lambda rel: (rel / "config.json").write_text(json.dumps({"weights_sha256": json.loads(
+    (lambda rel: (rel / "config.json").write_text(json.dumps({"format_version": 1, "weights_sha256": json.loads(
         (rel / "config.json").read_text())["weights_sha256"], "recipe": {"method": "dp-sgd"},
         "privacy": {"epsilon": 9.0}})), "the ledger 9.0"),
     (lambda rel: (rel / "README.md").write_text("# typed by hand\n"), "no YAML front matter"),

@@ -38,3 +38,43 @@ def test_bad_recipes_are_refused_with_one_line(tmp_path, text, match):
 def test_missing_recipe(tmp_path):
     with pytest.raises(RecipeError, match="recipe not found"):
         load_recipe(tmp_path / "nope.yaml")
+
+
+DP = dict(name="dp", method="dp-sgd", noise_multiplier=1.0)
+
+
+@pytest.mark.parametrize("key,value", [
+    ("clipping_norm", float("inf")), ("clipping_norm", float("nan")), ("clipping_norm", 0.0), ("clipping_norm", -1.0),
+    ("clipping_norm", "big"), ("noise_multiplier", float("nan")), ("noise_multiplier", float("inf")),
+    ("noise_multiplier", 0.0), ("delta", 0.0), ("delta", 1.0), ("delta", float("nan")), ("delta", "1e-5"),
+    ("lr", float("nan")), ("lr", float("inf")), ("lr", 0.0), ("weight_decay", -0.1), ("weight_decay", float("inf")),
+    ("epochs", 2.5), ("epochs", True), ("epochs", "3"), ("batch_size", 0), ("warmup_steps", -1),
+    ("seed", -1), ("seed", 1.5), ("num_workers", -1), ("physical_batch_size", 0), ("checkpoint_every", 0),
+    ("refresh_every", 0), ("public_size", 0), ("projection_dim", 0), ("noise_seed", -3), ("noise_seed", 2 ** 63),
+    ("accountant", "gdp"), ("cache_frozen", "yes"),
+])
+def test_every_numeric_field_is_checked_finite_and_in_range(key, value):
+    with pytest.raises(RecipeError, match=key) as err:
+        Recipe.from_dict({**DP, key: value})
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("key,value", [("epsilon", float("inf")), ("epsilon", float("nan")), ("epsilon", -1.0)])
+def test_a_target_epsilon_is_finite_and_positive(key, value):
+    with pytest.raises(RecipeError, match=key):
+        Recipe.from_dict({"name": "dp", "method": "dp-sgd", key: value})
+
+
+@pytest.mark.parametrize("flags", [["--clip", "inf"], ["--clip", "0"], ["--noise-multiplier", "nan"],
+                                   ["--epsilon", "inf"], ["--delta", "nan"]])
+def test_cli_refuses_a_bad_number_before_anything_is_written(tmp_path, capsys, flags):
+    from dp_pose_zoo.cli import main
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train_data: synthpose:private-train:20\nval_data: null\nmethod: dp-sgd\nepsilon: 1.0\n"
+                      "epochs: 1\nbatch_size: 10\nmodel:\n  input_size: [32, 32]\n")
+    out = tmp_path / "run"
+    assert main(["train", "--recipe", str(recipe), "--out", str(out), "-q", *flags]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("dp-pose train: error: ")
+    assert not out.exists()  # no run folder, so no journal line either

@@ -234,3 +234,99 @@ def test_cached_frozen_prefix_trains_like_the_full_forward(tmp_path):
     with pytest.raises(Exception, match="nothing to cache"):
         train(Recipe.from_dict(dp_recipe(cache_frozen=True, strategy="full", **common)), tmp_path / "f",
               progress_bar=False)
+
+
+@pytest.fixture(scope="module")
+def stopped_dp_run(tmp_path_factory):
+    """A DP run checkpointed at step 2 with one more step journaled: what a kill after the checkpoint leaves."""
+    from dp_pose_zoo.training.ledger import LedgerJournal
+
+    out = tmp_path_factory.mktemp("stopped") / "run"
+    recipe = dp_recipe(train_data="synthpose:private-train:20", epsilon=None, noise_multiplier=1.0, epochs=2)
+    train(Recipe.from_dict(recipe), out, progress_bar=False, stop_after_epochs=1)
+    journal = LedgerJournal(out / JOURNAL, accountant="prv", delta=1e-5)
+    journal.append(1.0, 0.5, 2)  # the step the kill interrupted
+    return out
+
+
+def _lines(path) -> list[str]:
+    return path.read_text().splitlines(keepends=True)
+
+
+TAMPERS = {
+    "deleted": lambda p: p.unlink(),
+    "emptied": lambda p: p.write_text(""),
+    "header only": lambda p: p.write_text(_lines(p)[0]),
+    "last lines dropped": lambda p: p.write_text("".join(_lines(p)[:-2])),
+    "sigma edited to 50": lambda p: p.write_text(p.read_text().replace('"noise_multiplier": 1.0',
+                                                                       '"noise_multiplier": 50.0', 1)),
+}
+
+
+@pytest.mark.parametrize("tamper", list(TAMPERS))
+def test_resume_and_card_check_refuse_a_journal_that_lost_or_changed_steps(stopped_dp_run, tmp_path, capsys, tamper):
+    import shutil
+
+    from dp_pose_zoo.cli import main
+
+    run = shutil.copytree(stopped_dp_run, tmp_path / "run")
+    TAMPERS[tamper](run / JOURNAL)
+    before = (run / "config.json").read_text()
+    with pytest.raises(PrivacyError, match=JOURNAL):
+        train(None, run, resume=True, progress_bar=False)
+    assert (run / "config.json").read_text() == before  # nothing trained, nothing re-written
+    assert main(["card", str(run), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and JOURNAL in err
+
+
+def test_card_check_verifies_the_journal_and_recomputes_epsilon(stopped_dp_run, tmp_path, capsys):
+    import shutil
+
+    from dp_pose_zoo.cli import main
+
+    assert main(["card", str(stopped_dp_run), "--check"]) == 0
+    assert "journal verified over 2 steps" in capsys.readouterr().out
+    # An epsilon lowered in both the card and config.json agrees with config.json, not with the ledger.
+    run = shutil.copytree(stopped_dp_run, tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    spent = config["privacy"]["epsilon"]
+    config["privacy"]["epsilon"] = spent / 2
+    (run / "config.json").write_text(json.dumps(config))
+    card = (run / "README.md").read_text()
+    assert f"epsilon: {spent}\n" in card
+    (run / "README.md").write_text(card.replace(f"epsilon: {spent}\n", f"epsilon: {spent / 2}\n"))
+    assert main(["card", str(run), "--check"]) == 2
+    assert "disagrees with its ledger: epsilon" in capsys.readouterr().err
+
+
+def _private_images_renamed(tmp_path, *, reencode: bool) -> str:
+    """An MPII JSON without image_id whose photos are the private set's, pixel for pixel, under other names."""
+    import cv2
+
+    from dp_pose_zoo.datasets.synthpose import SPLIT_SEEDS, write_split
+
+    out = write_split(tmp_path / "copy", domain="private", n=12, seed=SPLIT_SEEDS["private-train"])
+    annotations = out / "annotations" / "mpii_train.json"
+    records = json.loads(annotations.read_text())
+    for i, record in enumerate(records):
+        del record["image_id"]
+        old, new = out / "images" / record["image"], out / "images" / f"photo_{i:03d}.png"
+        if reencode:  # other bytes, the same pixels
+            cv2.imwrite(str(new), cv2.imread(str(old)), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+            old.unlink()
+        else:
+            old.rename(new)
+        record["image"] = new.name
+    annotations.write_text(json.dumps(records))
+    return f"mpii:{annotations}"
+
+
+@pytest.mark.parametrize("reencode", [False, True])
+def test_a_public_set_holding_the_private_images_under_other_names_is_refused(tmp_path, reencode):
+    public = _private_images_renamed(tmp_path, reencode=reencode)
+    recipe = Recipe.from_dict(dp_recipe(method="pdp-sgd", train_data="synthpose:private-train:20", public_data=public,
+                                        public_size=12, noise_multiplier=1.0, epsilon=None))
+    with pytest.raises(PrivacyError, match=r"shares 12 image\(s\) .* by content .*photo_0\d\d.png.*private_"):
+        train(recipe, tmp_path / "r", progress_bar=False)
+    assert not (tmp_path / "r").exists()

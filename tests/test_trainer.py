@@ -1,6 +1,8 @@
 """End-to-end training on SynthPose (small input size so it runs on 2 CPU cores)."""
 
+import hashlib
 import json
+import shutil
 
 import pytest
 import torch
@@ -82,3 +84,35 @@ def test_training_raises_pckh_well_above_an_untrained_model(tmp_path):
     card = (out / "README.md").read_text()
     assert "pipeline_tag: keypoint-detection" in card and "method: non-private" in card
     assert config["weights_sha256"] in card
+
+
+def _flip_last_byte(path):
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+
+
+INIT_DAMAGE = {
+    "weights changed": lambda ckpt: _flip_last_byte(ckpt / "model.safetensors"),  # still a valid file
+    "corrupt weights whose hash config.json records": lambda ckpt: (
+        (ckpt / "model.safetensors").write_bytes(b"garbage"),
+        (ckpt / "config.json").write_text(json.dumps({**json.loads((ckpt / "config.json").read_text()),
+                                                      "weights_sha256": hashlib.sha256(b"garbage").hexdigest()}))),
+    "no config.json": lambda ckpt: (ckpt / "config.json").unlink(),
+}
+
+
+@pytest.mark.parametrize("damage", list(INIT_DAMAGE))
+def test_init_weights_are_checked_against_their_hash_before_use(tiny_checkpoint, tmp_path, damage):
+    init = shutil.copytree(tiny_checkpoint, tmp_path / "init")
+    INIT_DAMAGE[damage](init)
+    with pytest.raises(CheckpointError) as err:
+        train(tiny_recipe(init=str(init), epochs=1), tmp_path / "run", progress_bar=False)
+    assert "\n" not in str(err.value) and not (tmp_path / "run").exists()
+
+
+def test_init_from_an_intact_checkpoint_starts_from_its_weights(tiny_checkpoint, tmp_path):
+    out = train(tiny_recipe(init=str(tiny_checkpoint), epochs=1, lr=1e-9, warmup_steps=1), tmp_path / "run",
+                progress_bar=False)
+    start, after = weights(tiny_checkpoint), weights(out)
+    assert max((start[k] - after[k]).abs().max().item() for k in start) < 1e-4

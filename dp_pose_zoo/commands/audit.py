@@ -84,12 +84,17 @@ def _reference_dir(args, config: dict) -> Path | None:
 
 def run(args) -> int:
     from ..datasets import load_dataset
-    from ..training.audit import AuditData, attack, batch_losses, check_disjoint, crop_batches
+    from ..training.audit import MIN_PEOPLE, AuditData, attack, batch_losses, check_disjoint, crop_batches
     from ..training.checkpoint import load_model
 
     if not 0.5 <= args.confidence < 1:
         raise AuditError(f"--confidence must be in [0.5, 1); got {args.confidence}")
+    if args.batch_size < 1:
+        raise AuditError(f"--batch-size must be at least 1; got {args.batch_size}")
     members, non_members = load_dataset(data_spec(args.members)), load_dataset(data_spec(args.non_members))
+    if min(len(members), len(non_members)) < MIN_PEOPLE:
+        raise AuditError(f"an audit needs at least {MIN_PEOPLE} members and {MIN_PEOPLE} non-members; got "
+                         f"{len(members)} and {len(non_members)}")
     try:
         check_disjoint(members, non_members)
     except ValueError as e:

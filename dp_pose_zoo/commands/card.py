@@ -6,8 +6,11 @@ the folder it describes -- it parses and carries a complete privacy claim, the
 weights hash to its ``weights_sha256``, ``config.json`` (the ledger) agrees on
 method and epsilon, and any ONNX export carries the same weights hash and
 privacy -- then prints it with the ``files`` sha256 map of everything a push
-would ship. ``dp-pose card DIR > model_cards/NAME.md`` is how a released card
-gets into ``model_cards/``.
+would ship. In a DP training folder (one that still holds the privacy journal
+or the training state, which are never shipped) it also checks the journal's
+hash chain against the ledger in config.json and recomputes the card's
+epsilon, steps and noise from that ledger. ``dp-pose card DIR >
+model_cards/NAME.md`` is how a released card gets into ``model_cards/``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import argparse
 import math
 from pathlib import Path
 
-from ..card import format_epsilon
+from ..card import Card, format_epsilon
+from ..checkpoint_config import ALL_KEYS, CONFIG, JOURNAL, TRAINING_STATE, check_config, read_config_file
 from ..errors import CheckpointError
 
 EPILOG = """examples:
@@ -44,12 +48,35 @@ def run(args) -> int:
     folder = Path(args.dir)
     if not folder.is_dir():
         raise CheckpointError(f"{folder} is not a directory")
+    config = read_config_file(folder / CONFIG) if (folder / CONFIG).is_file() else {}  # as eval and resume check it
     card = stamped_card(folder)  # parses, validates, checks the weights, config.json and ONNX exports against it
+    journaled = _check_ledger(folder, card, config)
     if args.check:
         p = card.privacy
         eps = format_epsilon(p.epsilon, 6)
+        verified = f"; journal verified over {journaled} steps" if journaled is not None else ""
         print(f"ok: {card.name} ({p.method}, epsilon {eps}, delta {p.delta}, C {p.clipping_norm}; "
-              f"{len(card.files)} files hashed)")
+              f"{len(card.files)} files hashed{verified})")
     else:
         print(card.text, end="")
     return 0
+
+
+def _check_ledger(folder: Path, card: Card, config: dict) -> int | None:
+    """A DP training folder: the card against its ledger, the ledger against its journal; the steps verified.
+
+    A release ships neither the journal nor the training state: there,
+    ``stamped_card`` has compared the card with config.json and there is no
+    journal to read (None).
+    """
+    record = config.get("privacy")
+    trainer_record = isinstance(record, dict) and ("ledger" in record or "journal" in record)
+    in_training = any((folder / name).exists() for name in (JOURNAL, TRAINING_STATE))
+    if not (card.private and trainer_record and in_training):
+        return None
+    from ..training.ledger import check_claim, check_record  # a training folder: the train extra is installed
+
+    check_config(config, str(folder / CONFIG), require=ALL_KEYS)
+    ledger = check_record(folder / JOURNAL, record, progress_step=config["progress"]["step"])
+    check_claim(card.privacy, record, ledger)
+    return ledger.steps

@@ -6,6 +6,7 @@ a list of :class:`PersonRecord` plus a way to load the image each one is in.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,9 @@ class PersonRecord:
     """One annotated person, in MPII's conventions.
 
     ``image`` names the image file (relative to the data set's image folder);
-    ``image_id`` is the identity used to check that two data sets share no
-    image (for SynthPose it encodes domain, split and index); ``source`` is the
+    ``image_id`` is the data set's own name for the image (for SynthPose it
+    encodes domain, split and index). Two sets are checked disjoint by both
+    the ids and the pixels (:func:`image_fingerprints`). ``source`` is the
     data spec the person came from when several are mixed (empty otherwise).
     """
 
@@ -86,6 +88,31 @@ class PoseDataset:
         """
         kept = [r for r in self.records if r.head_box is not None]
         return PoseDataset(name=self.name, records=kept, load_image=self.load_image)
+
+
+def image_fingerprint(image: np.ndarray) -> str:
+    """sha256 of an image's decoded pixels (and shape): the same picture whatever its file name or encoding."""
+    digest = hashlib.sha256(f"{image.shape} {image.dtype}".encode())
+    digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()
+
+
+def image_fingerprints(dataset: PoseDataset) -> dict[str, PersonRecord]:
+    """Every distinct image of ``dataset``, decoded once: its :func:`image_fingerprint` -> the first person in it.
+
+    Two data sets that share a fingerprint share a picture, so a person can be
+    on both sides; this is how public and private sets are checked disjoint
+    (image ids and file names prove nothing: a copy can be renamed).
+    """
+    found: dict[str, PersonRecord] = {}
+    decoded = set()
+    for record in dataset.records:
+        # A mixture's records carry their source (datasets.mixture): one file name in two sources is two images.
+        key = (record.source, record.image)
+        if key not in decoded:
+            decoded.add(key)
+            found.setdefault(image_fingerprint(dataset.load_image(record)), record)
+    return found
 
 
 def read_json(json_file: Path) -> Any:

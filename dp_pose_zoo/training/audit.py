@@ -31,6 +31,9 @@ from .losses import simcc_loss
 from .model import TinyViTSimCC
 
 
+MIN_PEOPLE = 4  # per side: each is halved into threshold-picking and evaluation people
+
+
 def crop_batches(dataset: PoseDataset, model: TinyViTSimCC, *, batch_size: int = 32) -> list[dict[str, torch.Tensor]]:
     """``dataset``'s people as the model's training inputs and targets (no augmentation), batched.
 
@@ -118,8 +121,8 @@ def audit_scores(name: str, members: np.ndarray, non_members: np.ndarray, *, del
 
     ``confidence`` is split between the TPR and the FPR interval (union bound).
     """
-    if len(members) < 4 or len(non_members) < 4:
-        raise ValueError("an audit needs at least 4 members and 4 non-members")
+    if len(members) < MIN_PEOPLE or len(non_members) < MIN_PEOPLE:
+        raise ValueError(f"an audit needs at least {MIN_PEOPLE} members and {MIN_PEOPLE} non-members")
     alpha = (1 - confidence) / 2
     rng = np.random.default_rng(seed)
     m, n = rng.permutation(np.asarray(members, float)), rng.permutation(np.asarray(non_members, float))

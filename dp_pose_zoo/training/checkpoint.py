@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Callable
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..checkpoint_config import (ALL_KEYS, CARD, CONFIG, FORMAT_VERSION, TRAINING_STATE, WEIGHTS, ModelConfig,
+                                 read_config_file)
 from ..errors import CheckpointError
 from ..io import atomic_dir, recover_dir, sha256_file
-from .model import ModelConfig, TinyViTSimCC
-
-FORMAT_VERSION = 1
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
-CARD = "README.md"
-TRAINING_STATE = "training_state.pt"
+from .model import TinyViTSimCC
 
 
 def save_checkpoint(out_dir: str | Path, model: TinyViTSimCC, *, recipe: dict, progress: dict,
@@ -65,36 +63,44 @@ def save_checkpoint(out_dir: str | Path, model: TinyViTSimCC, *, recipe: dict, p
 
 
 def read_config(ckpt_dir: str | Path) -> dict:
+    """A checkpoint's config.json, every section present and of its type (``checkpoint_config``)."""
     ckpt = recover_dir(ckpt_dir)
     path = ckpt / CONFIG
     if not path.is_file():
         raise CheckpointError(f"{ckpt} is not a checkpoint directory (no {CONFIG})")
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
-    if config.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has format_version {config.get('format_version')!r}; expected {FORMAT_VERSION}")
-    return config
+    return read_config_file(path, require=ALL_KEYS)
 
 
 def load_model(ckpt_dir: str | Path) -> tuple[TinyViTSimCC, dict]:
     """Rebuild the model of a checkpoint from its own files; check the weights' hash."""
     ckpt = recover_dir(ckpt_dir)
     config = read_config(ckpt)
+    model = TinyViTSimCC(ModelConfig(**config["model"]))
+    load_weights(model, verified_weights(ckpt, config))
+    return model, config
+
+
+def verified_weights(ckpt_dir: str | Path, config: dict | None = None) -> Path:
+    """The checkpoint's weights file, once its sha256 is the one config.json records."""
+    ckpt = recover_dir(ckpt_dir)
+    config = read_config(ckpt) if config is None else config
     weights = ckpt / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{ckpt} has no {WEIGHTS}")
     if sha256_file(weights) != config["weights_sha256"]:
         raise CheckpointError(f"{weights} does not match the sha256 in {CONFIG}: the file was changed or damaged")
-    model = TinyViTSimCC(ModelConfig(**config["model"]))
-    load_weights(model, weights)
-    return model, config
+    return weights
 
 
 def load_weights(model: TinyViTSimCC, weights: str | Path) -> None:
-    state = load_file(str(weights))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{weights} is not a readable safetensors file: {e}") from None
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a tensor of another shape
+        raise CheckpointError(f"{weights} does not fit the model: {str(e).splitlines()[-1].strip()}") from None
     if missing or unexpected:
         raise CheckpointError(f"{weights} does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
@@ -103,4 +109,10 @@ def load_training_state(ckpt_dir: str | Path) -> dict:
     path = recover_dir(ckpt_dir) / TRAINING_STATE
     if not path.is_file():
         raise CheckpointError(f"{path.parent} cannot be resumed: no {TRAINING_STATE}")
-    return torch.load(path, weights_only=True)
+    try:
+        state = torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+        raise CheckpointError(f"{path} is damaged: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} does not hold a training state (a mapping)")
+    return state

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..datasets.mixture import Source, parse_sources
 from ..errors import DatasetError, RecipeError
 from ..yaml_mapping import read_yaml_mapping
+from .accounting import ACCOUNTANTS
 from .data import AugmentConfig
 from .device import DEVICES, PRECISIONS
 from .model import STRATEGIES, ModelConfig
@@ -45,7 +47,7 @@ class Recipe:
     accountant: str = "prv"
     physical_batch_size: int = 16  # per-sample gradients are computed this many at a time
     checkpoint_every: int | None = None  # steps; default once per epoch
-    # PDP-SGD's public subset: disjoint from train_data (checked by image id).
+    # PDP-SGD's public subset: disjoint from train_data (checked by image id and by pixels).
     public_data: str = "synthpose:private-holdout"
     public_size: int = 100
     projection_dim: int = 50
@@ -67,6 +69,9 @@ class Recipe:
             raise RecipeError(f"strategy must be one of {STRATEGIES}; got {self.strategy!r}")
         if self.method not in METHODS:
             raise RecipeError(f"method must be one of {METHODS}; got {self.method!r}")
+        _check_numbers(self)
+        if self.private and (self.epsilon is None) == (self.noise_multiplier is None):
+            raise RecipeError(f"method {self.method} needs exactly one of epsilon (a target) or noise_multiplier")
         if self.device not in DEVICES:
             raise RecipeError(f"device must be one of {DEVICES}; got {self.device!r}")
         if self.precision not in PRECISIONS:
@@ -79,21 +84,6 @@ class Recipe:
             # A weight changes how often a person is sampled; the accountant assumes one rate for everyone.
             raise RecipeError("source weights are for non-private runs: DP sampling takes every person at the "
                               "same rate, which the accountant is told")
-        for key in ("epochs", "batch_size"):
-            if int(getattr(self, key)) < 1:
-                raise RecipeError(f"{key} must be at least 1; got {getattr(self, key)}")
-        if self.lr <= 0:
-            raise RecipeError(f"lr must be positive; got {self.lr}")
-        if self.private:
-            if (self.epsilon is None) == (self.noise_multiplier is None):
-                raise RecipeError(f"method {self.method} needs exactly one of epsilon (a target) or noise_multiplier")
-            for key in ("physical_batch_size", "public_size", "projection_dim"):
-                if int(getattr(self, key)) < 1:
-                    raise RecipeError(f"{key} must be at least 1; got {getattr(self, key)}")
-            for key in ("checkpoint_every", "refresh_every"):
-                if getattr(self, key) is not None and int(getattr(self, key)) < 1:
-                    raise RecipeError(f"{key} must be at least 1 step; got {getattr(self, key)}")
-
         if self.cache_frozen and self.augment.enabled:
             raise RecipeError("cache_frozen needs augmentation off (features are computed once per person): "
                               "set augment flip, scale and rotation to 0")
@@ -114,6 +104,48 @@ class Recipe:
     @classmethod
     def from_dict(cls, data: dict) -> "Recipe":
         return _from_dict(cls, data, "recipe")
+
+
+_SEED_MAX = 2 ** 63 - 1  # seeds travel as int64 (the secret seed in training_state.pt)
+# Integer fields and their smallest value; real fields and their range. Fields in _OPTIONAL may be None.
+_INTEGERS = {"epochs": 1, "batch_size": 1, "warmup_steps": 0, "seed": 0, "num_workers": 0,
+             "physical_batch_size": 1, "public_size": 1, "projection_dim": 1,
+             "checkpoint_every": 1, "refresh_every": 1, "noise_seed": 0}
+_REALS = {"lr": "> 0", "clipping_norm": "> 0", "weight_decay": ">= 0", "epsilon": "> 0",
+          "noise_multiplier": "> 0", "delta": "in (0, 1)"}
+_OPTIONAL = ("checkpoint_every", "refresh_every", "noise_seed", "epsilon", "noise_multiplier")
+
+
+def _in_range(value: float, allowed: str) -> bool:
+    return {"> 0": value > 0, ">= 0": value >= 0, "in (0, 1)": 0 < value < 1}[allowed]
+
+
+def _check_numbers(recipe: Recipe) -> None:
+    """Every numeric field a finite number of the right kind and range.
+
+    Checked when the recipe is read, so a bad value (``--clip inf``,
+    ``--noise-multiplier nan``) stops a run before calibration, before its
+    folder exists and before a step is journaled, instead of training to NaN.
+    """
+    for key, low in _INTEGERS.items():
+        value = getattr(recipe, key)
+        if value is None and key in _OPTIONAL:
+            continue
+        high = _SEED_MAX if key in ("seed", "noise_seed") else math.inf
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            within = f"at most {high}, " if high < math.inf else ""
+            raise RecipeError(f"{key} must be at least {low} ({within}an integer); got {value!r}")
+    for key, allowed in _REALS.items():
+        value = getattr(recipe, key)
+        if value is None and key in _OPTIONAL:
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (number and math.isfinite(value) and _in_range(value, allowed)):
+            raise RecipeError(f"{key} must be a finite number {allowed}; got {value!r}")
+    if recipe.accountant not in ACCOUNTANTS:
+        raise RecipeError(f"accountant must be one of {ACCOUNTANTS}; got {recipe.accountant!r}")
+    if not isinstance(recipe.cache_frozen, bool):
+        raise RecipeError(f"cache_frozen must be true or false; got {recipe.cache_frozen!r}")
 
 
 def _from_dict(cls, data, where: str):

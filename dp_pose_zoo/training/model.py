@@ -1,6 +1,7 @@
 """TinyViT-SimCC: timm's TinyViT backbone and the paper's SimCC head.
 
-Order as in timm: head block, model, config, builder. BatchNorm never mixes
+Order as in timm: head block, model, builder; the config (:class:`ModelConfig`)
+lives in ``checkpoint_config`` so a config.json is checked without torch. BatchNorm never mixes
 samples here: every BatchNorm stays in eval mode (running statistics frozen;
 its affine weights may still train, which is per-sample), or, for training
 from scratch, BatchNorm is replaced by GroupNorm. The DP engine relies on this.
@@ -8,18 +9,15 @@ from scratch, BatchNorm is replaced by GroupNorm. The DP engine relies on this.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint_config import ModelConfig
 from ..errors import RecipeError
-from ..skeleton import NUM_JOINTS
 
 STRATEGIES = ("finetune", "full", "scratch")
-NORMS = ("frozen-bn", "group-norm")
 
 
 class SimCCHead(nn.Module):
@@ -39,35 +37,6 @@ class SimCCHead(nn.Module):
         x = F.interpolate(x, scale_factor=self.upsample, mode="bilinear", align_corners=False)
         x = x.flatten(2)
         return self.cls_x(x), self.cls_y(x)
-
-
-@dataclass
-class ModelConfig:
-    """Everything needed to rebuild the architecture (stored in config.json)."""
-
-    backbone: str = "tiny_vit_5m_224"
-    input_size: tuple[int, int] = (256, 192)  # (height, width)
-    split_ratio: float = 2.0
-    num_joints: int = NUM_JOINTS
-    upsample: int = 4
-    norm: str = "frozen-bn"
-
-    def __post_init__(self):
-        self.input_size = tuple(int(v) for v in self.input_size)
-        if len(self.input_size) != 2 or any(v % 32 for v in self.input_size):
-            raise RecipeError(f"input_size must be (height, width), multiples of 32; got {self.input_size}")
-        if self.norm not in NORMS:
-            raise RecipeError(f"norm must be one of {NORMS}; got {self.norm!r}")
-
-    @property
-    def bins(self) -> tuple[int, int]:
-        h, w = self.input_size
-        return int(round(w * self.split_ratio)), int(round(h * self.split_ratio))
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["input_size"] = list(self.input_size)
-        return d
 
 
 def _replace_batchnorm(module: nn.Module) -> None:

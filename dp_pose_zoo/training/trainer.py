@@ -29,19 +29,22 @@ from torch.utils.data import DataLoader, default_collate
 from tqdm import tqdm
 
 from ..card import PrivacyBlock, render_card
+from ..checkpoint_config import JOURNAL
 from ..codec import SimCCCodec
 from ..datasets import PoseDataset, load_dataset
 from ..datasets.mixture import epoch_size, load_mixture, repeats
+from ..datasets.base import image_fingerprints
 from ..errors import CheckpointError, PrivacyError, RecipeError
 from . import accounting
-from .checkpoint import load_model, load_training_state, load_weights, read_config, save_checkpoint
+from .checkpoint import (load_model, load_training_state, load_weights, read_config, save_checkpoint,
+                         verified_weights)
 from .config import Recipe
 from .data import CachedPrefixDataset, SimCCDataset, worker_init
 from .device import FP32, Precision, select
 from .distributed import World, all_reduce_sum, broadcast_float, broadcast_int, init_from_env
 from .dp_step import add_noise, clip_and_sum
 from .evaluate import evaluate
-from .ledger import LedgerJournal
+from .ledger import LedgerJournal, check_record
 from .losses import simcc_loss
 from .model import TinyViTSimCC
 from .per_sample import trainable_names
@@ -49,7 +52,6 @@ from .projection import SubspaceProjector, flatten, public_gradients, unflatten
 
 log = logging.getLogger(__name__)
 
-JOURNAL = "privacy_journal.jsonl"
 _SAMPLING, _NOISE = 0, 1  # independent random streams of the secret seed
 
 
@@ -227,6 +229,15 @@ def _load_public(recipe: Recipe, private: PoseDataset) -> PoseDataset:
     if overlap:
         raise PrivacyError(f"public data {recipe.public_data} shares {len(overlap)} image(s) with the private "
                            f"training data (e.g. {sorted(overlap)[0]}); the public set must be disjoint")
+    # By content too: a renamed or re-encoded copy of a private photo has another id but the same pixels.
+    public_images = image_fingerprints(public)
+    private_images = image_fingerprints(private)
+    shared = sorted(public_images.keys() & private_images.keys())
+    if shared:
+        example_public, example_private = public_images[shared[0]].image, private_images[shared[0]].image
+        raise PrivacyError(f"public data {recipe.public_data} shares {len(shared)} image(s) with the private training "
+                           f"data by content (e.g. public {example_public} = private {example_private}); "
+                           "the public set must be disjoint")
     return public
 
 
@@ -246,7 +257,7 @@ def _privacy_record(recipe: Recipe, schedule: Schedule, sigma: float, journal: L
     return {"noise_multiplier": sigma, "sample_rate": schedule.sample_rate, "planned_steps": schedule.total_steps,
             "target_epsilon": recipe.epsilon, "delta": recipe.delta, "accountant": recipe.accountant,
             "clipping_norm": recipe.clipping_norm, "epsilon": ledger.epsilon(recipe.delta),
-            "ledger_steps": ledger.steps, "ledger": ledger.state_dict()}
+            "ledger_steps": ledger.steps, "ledger": ledger.state_dict(), "journal": journal.mark()}
 
 
 def _card(recipe: Recipe, progress: dict, metrics: dict, privacy: dict | None, public: PoseDataset | None):
@@ -259,6 +270,7 @@ def _card(recipe: Recipe, progress: dict, metrics: dict, privacy: dict | None, p
             strategy=recipe.strategy, epochs=progress["epoch"], steps=privacy["ledger_steps"],
             sample_rate=privacy["sample_rate"], noise_multiplier=privacy["noise_multiplier"],
             accountant=recipe.accountant, projection_dim=recipe.projection_dim if public is not None else None,
+            # ``public`` exists only once _load_public found it disjoint from the private data, by id and by pixels.
             public_data={"name": recipe.public_data, "size": len(public), "disjoint": True} if public else None)
     pckh = metrics.get("val_pckh")
     warning = ("**Not private:** this run used a fixed `noise_seed` (tests only); its sampling and noise can be "
@@ -304,12 +316,14 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
 
     if resume:
         model, config = load_model(out_dir)
-        progress, metrics = config["progress"], config["metrics"]
+        progress, metrics = config["progress"], {"history": [], **config["metrics"]}
+        if recipe.private:  # every rank, before any step: a journal that does not back the ledger ends the run
+            check_record(out_dir / JOURNAL, config["privacy"], progress_step=progress["step"])
         state = load_training_state(out_dir)
     else:
         model = TinyViTSimCC(recipe.model)
-        if recipe.init:
-            load_weights(model, Path(recipe.init) / "model.safetensors")
+        if recipe.init:  # weights checked against the sha256 the init checkpoint's config.json records
+            load_weights(model, verified_weights(recipe.init))
         progress, metrics, config, state = {"epoch": 0, "step": 0, "samples": 0}, {"history": []}, {}, None
     model.set_strategy(recipe.strategy)
     model.to(device)
