@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     root = logging.getLogger()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_CliFormatter(args.command))
-    level = root.level
+    ours = logging.getLogger("dp_pose_zoo")
+    level, our_level = root.level, ours.level
     root.addHandler(handler)
     root.setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
@@ -247,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:  # main() may run in-process (tests, an embedding program): leave logging as it was
         root.removeHandler(handler)
         root.setLevel(level)
+        ours.setLevel(our_level)  # `train` raises it to INFO for its run only
 
 
 if __name__ == "__main__":
