@@ -103,3 +103,36 @@ def test_empty_batch_gives_empty_gradients(model, small_model_config):
     params = dict(model.named_parameters())
     assert sorted(grads) == trainable_names(model)
     assert all(g.shape == (0, *params[n].shape) for n, g in grads.items())
+
+
+def test_several_views_of_a_person_give_the_mean_of_their_gradients(model, small_model_config):
+    """Augmentation multiplicity: one gradient per person, the mean over its views, against a per-view loop."""
+    model.set_strategy("finetune")
+    model.train()
+    n, views = 2, 3
+    flat = make_batch(small_model_config, n * views, seed=5)
+    stacked = {k: flat[k].reshape(n, views, *flat[k].shape[1:]) for k in ("image", "target_x", "target_y", "weight")}
+    grads = per_sample_gradients(model, stacked)
+    reference = loop_gradients(model, flat)
+    for name, g in grads.items():
+        assert g.shape[0] == n  # one gradient per person, not per view
+        assert_matches(g, reference[name].reshape(n, views, *g.shape[1:]).mean(dim=1), name)
+
+
+def test_fewer_trainable_parameters_strategies(small_model_config):
+    model = TinyViTSimCC(small_model_config)
+    head = set(model.set_strategy("head"))
+    assert head and all(n.startswith("head.") for n in head)
+    assert head == {n for n, _ in model.named_parameters() if n.startswith("head.")}
+    nbh = set(model.set_strategy("norm-bias-head"))
+    assert head < nbh
+    norms = {f"{m}.{p}" for m, mod in model.named_modules()
+             if isinstance(mod, (torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.BatchNorm2d))
+             for p, _ in mod.named_parameters(recurse=False)}
+    assert norms and norms <= nbh
+    others = nbh - head - norms
+    assert others and all(n.endswith(".bias") for n in others)
+    # Every weight matrix and convolution kernel outside the head stays frozen.
+    assert not any(n.endswith(".weight") and n not in norms and not n.startswith("head.") for n in nbh)
+    full = sum(p.numel() for p in model.parameters())
+    assert sum(p.numel() for n, p in model.named_parameters() if n in nbh) < 0.1 * full

@@ -42,7 +42,7 @@ def save_checkpoint(out_dir: str | Path, model: TinyViTSimCC, *, recipe: dict, p
             if (out_dir / name).exists():
                 os.link(out_dir / name, staging / name)
         weights = staging / WEIGHTS
-        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(weights), metadata={"format": "pt"})
         digest = sha256_file(weights)
         config = {

@@ -57,6 +57,12 @@ class Recipe:
     noise_seed: int | None = None
     # Compute the frozen prefix (see TinyViTSimCC.frozen_prefix) once per person; needs augmentation off.
     cache_frozen: bool = False
+    # DP only: each sampled person is seen in this many augmented views whose gradients are averaged before
+    # clipping (De et al. 2022); it costs that many forward/backward passes per person.
+    augment_multiplicity: int = 1
+    # An exponential moving average of the trained weights (decay per step; warmed up as (1+t)/(10+t)): what is
+    # evaluated and saved as model.safetensors. Post-processing of the trained weights: no privacy cost.
+    ema_decay: float | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -80,6 +86,13 @@ class Recipe:
             sources = parse_sources(self.train_data)
         except DatasetError as e:
             raise RecipeError(f"train_data: {e}") from None
+        if self.augment_multiplicity > 1 and not self.private:
+            raise RecipeError("augment_multiplicity averages views before DP clipping; a non-private run gets the "
+                              "same from more epochs")
+        if self.augment_multiplicity > 1 and not self.augment.enabled:
+            raise RecipeError("augment_multiplicity needs augmentation on: its views would all be the same crop")
+        if self.augment_multiplicity > 1 and self.cache_frozen:
+            raise RecipeError("augment_multiplicity and cache_frozen exclude each other (cached crops are fixed)")
         if self.private and any(s.weight != 1.0 for s in sources):
             # A weight changes how often a person is sampled; the accountant assumes one rate for everyone.
             raise RecipeError("source weights are for non-private runs: DP sampling takes every person at the "
@@ -110,10 +123,10 @@ _SEED_MAX = 2 ** 63 - 1  # seeds travel as int64 (the secret seed in training_st
 # Integer fields and their smallest value; real fields and their range. Fields in _OPTIONAL may be None.
 _INTEGERS = {"epochs": 1, "batch_size": 1, "warmup_steps": 0, "seed": 0, "num_workers": 0,
              "physical_batch_size": 1, "public_size": 1, "projection_dim": 1,
-             "checkpoint_every": 1, "refresh_every": 1, "noise_seed": 0}
+             "checkpoint_every": 1, "refresh_every": 1, "noise_seed": 0, "augment_multiplicity": 1}
 _REALS = {"lr": "> 0", "clipping_norm": "> 0", "weight_decay": ">= 0", "epsilon": "> 0",
-          "noise_multiplier": "> 0", "delta": "in (0, 1)"}
-_OPTIONAL = ("checkpoint_every", "refresh_every", "noise_seed", "epsilon", "noise_multiplier")
+          "noise_multiplier": "> 0", "delta": "in (0, 1)", "ema_decay": "in (0, 1)"}
+_OPTIONAL = ("checkpoint_every", "refresh_every", "noise_seed", "epsilon", "noise_multiplier", "ema_decay")
 
 
 def _in_range(value: float, allowed: str) -> bool:

@@ -132,14 +132,19 @@ class SimCCDataset(Dataset):
     augmentation is seeded by ``(seed, epoch, index)``: a sample is the same
     whatever worker, order or resumed run loads it, with no state to keep in
     step across DataLoader workers.
+
+    ``views`` > 1 (augmentation multiplicity, for DP): each item holds that
+    many augmentations of the one person, stacked on a leading axis (image
+    ``(views, 3, H, W)``), view ``v`` seeded by ``(seed, epoch, index, v)``.
     """
 
     def __init__(self, dataset: PoseDataset, codec: SimCCCodec, *, augment: AugmentConfig | None = None,
-                 seed: int = 0):
+                 seed: int = 0, views: int = 1):
         self.dataset = dataset
         self.codec = codec
         self.augment = augment
         self.seed = seed
+        self.views = views
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -148,7 +153,13 @@ class SimCCDataset(Dataset):
         epoch, index = key if isinstance(key, tuple) else (0, key)
         record = self.dataset.records[index]
         image = self.dataset.load_image(record)
-        rng = np.random.default_rng([self.seed, epoch, index]) if self.augment else None
+        if self.views == 1:
+            return {**self._view(image, record, [self.seed, epoch, index]), "index": torch.tensor(index)}
+        views = [self._view(image, record, [self.seed, epoch, index, v]) for v in range(self.views)]
+        return {**{k: torch.stack([v[k] for v in views]) for k in views[0]}, "index": torch.tensor(index)}
+
+    def _view(self, image: np.ndarray, record: PersonRecord, seed_words: list[int]) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng(seed_words) if self.augment else None
         crop, joints, visible, _ = crop_person(image, record, self.codec.input_size, rng=rng, augment=self.augment)
         target_x, target_y, weight = self.codec.encode(joints, visible)
         return {
@@ -156,7 +167,6 @@ class SimCCDataset(Dataset):
             "target_x": torch.from_numpy(target_x),
             "target_y": torch.from_numpy(target_y),
             "weight": torch.from_numpy(weight),
-            "index": torch.tensor(index),
         }
 
 

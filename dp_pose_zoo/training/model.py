@@ -17,7 +17,7 @@ from torch import nn
 from ..checkpoint_config import ModelConfig
 from ..errors import RecipeError
 
-STRATEGIES = ("finetune", "full", "scratch")
+STRATEGIES = ("finetune", "full", "scratch", "norm-bias-head", "head")
 
 
 class SimCCHead(nn.Module):
@@ -139,17 +139,26 @@ class TinyViTSimCC(nn.Module):
         ``finetune`` (the paper's): stages 1-3 frozen; stage 4, the head and every
         LayerNorm train. A GroupNorm that stands in for BatchNorm stays frozen in
         stages 1-3, like the BatchNorm it replaces. ``full`` and ``scratch``:
-        everything trains.
+        everything trains. Fewer parameters, for DP at small epsilon (less noise
+        in total): ``norm-bias-head`` trains every normalisation layer's affine
+        parameters, every bias and the SimCC head; ``head`` the head alone (a
+        linear probe of the frozen backbone's features).
         """
         if strategy not in STRATEGIES:
             raise RecipeError(f"strategy must be one of {STRATEGIES}; got {strategy!r}")
+        norms = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
         layer_norm_params = {
             id(p) for m in self.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()
         } if strategy == "finetune" else set()
+        norm_params = {id(p) for m in self.modules() if isinstance(m, norms) for p in m.parameters()}
         trainable = []
         for name, p in self.named_parameters():
             if strategy == "finetune":
                 p.requires_grad_(name.startswith(("backbone.stages.3.", "head.")) or id(p) in layer_norm_params)
+            elif strategy == "norm-bias-head":
+                p.requires_grad_(name.startswith("head.") or name.endswith(".bias") or id(p) in norm_params)
+            elif strategy == "head":
+                p.requires_grad_(name.startswith("head."))
             else:
                 p.requires_grad_(True)
             if p.requires_grad:

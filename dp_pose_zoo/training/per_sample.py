@@ -110,7 +110,10 @@ def per_sample_gradients(model: nn.Module, batch: dict[str, torch.Tensor], *,
     (dropout, drop-path) fail loudly instead of giving per-sample gradients
     that a plain backward pass could not reproduce. With ``prefix_units`` the
     batch's ``image`` holds cached features of the model's frozen prefix
-    (``TinyViTSimCC.frozen_prefix``). ``autocast`` wraps the forward pass
+    (``TinyViTSimCC.frozen_prefix``). A batch whose ``image`` is
+    ``(n, views, 3, H, W)`` holds several augmentations of each person: the
+    person's gradient is that of the mean loss over its views (augmentation
+    multiplicity; one person is still one sample). ``autocast`` wraps the forward pass
     alone (mixed precision, ``training.device.Precision.autocast``): the
     logits are cast back and the loss and the gradients of the float32
     parameters come out in float32. Peak memory is ``n`` times
@@ -123,6 +126,7 @@ def per_sample_gradients(model: nn.Module, batch: dict[str, torch.Tensor], *,
         raise PrivacyError("the model has no trainable parameters (set_strategy first)")
     if batch_size(batch) == 0:
         return _empty_gradients(model, names)
+    views = batch["image"].dim() == 5  # (n, views, 3, H, W): SimCCDataset(views=K)
     named = dict(model.named_parameters())
     trainable = {n: named[n].detach() for n in names}
     frozen = {n: p.detach() for n, p in named.items() if not p.requires_grad}
@@ -131,9 +135,13 @@ def per_sample_gradients(model: nn.Module, batch: dict[str, torch.Tensor], *,
     def sample_loss(params: dict[str, torch.Tensor], image: torch.Tensor, target_x: torch.Tensor,
                     target_y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         kwargs = {"prefix_units": prefix_units} if prefix_units else {}
+        if not views:  # one view: a batch of one
+            image, target_x, target_y, weight = (t.unsqueeze(0) for t in (image, target_x, target_y, weight))
         with autocast():
-            pred_x, pred_y = functional_call(model, (params, frozen, buffers), (image.unsqueeze(0),), kwargs)
-        return loss_fn(pred_x.float(), pred_y.float(), target_x.unsqueeze(0), target_y.unsqueeze(0), weight.unsqueeze(0))[0]
+            pred_x, pred_y = functional_call(model, (params, frozen, buffers), (image,), kwargs)
+        # Several views of one person: the mean of their losses, so the gradient is the mean of theirs, taken
+        # before clipping: one person's whole contribution is still clipped once (augmentation multiplicity).
+        return loss_fn(pred_x.float(), pred_y.float(), target_x, target_y, weight).mean()
 
     per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0, 0, 0), randomness="error")
     with norms_take_float32(model) if autocast is not contextlib.nullcontext else contextlib.nullcontext():

@@ -14,6 +14,7 @@ killed at any point, then resumed, still counts every step it took.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import logging
 import math
@@ -43,6 +44,7 @@ from .data import CachedPrefixDataset, SimCCDataset, worker_init
 from .device import FP32, Precision, select
 from .distributed import World, all_reduce_sum, broadcast_float, broadcast_int, init_from_env
 from .dp_step import add_noise, clip_and_sum
+from .ema import WeightEMA
 from .evaluate import evaluate
 from .ledger import LedgerJournal, check_record
 from .losses import simcc_loss
@@ -309,7 +311,7 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
 
     codec = SimCCCodec(recipe.model.input_size, recipe.model.split_ratio)
     private = load_mixture(recipe.train_sources)
-    train_set = SimCCDataset(private, codec, augment=recipe.augment, seed=recipe.seed)
+    train_set = SimCCDataset(private, codec, augment=recipe.augment, seed=recipe.seed, views=recipe.augment_multiplicity)
     val_set = load_dataset(recipe.val_data) if recipe.val_data and world.is_main else None
     schedule = Schedule.of(recipe, private)
     public = _load_public(recipe, private) if recipe.method == "pdp-sgd" else None
@@ -363,9 +365,13 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
             journal = LedgerJournal(out_dir / JOURNAL, accountant=recipe.accountant, delta=recipe.delta)
         dp_step = _DPStep(model, recipe, schedule, sigma, world, public, codec, prefix_units,
                           precision=precision, device=device)
+    ema = WeightEMA(model, recipe.ema_decay) if recipe.ema_decay else None
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if ema is not None:  # model.safetensors holds the average; the trained weights are in the state
+            ema.load_state_dict(state["ema"])
+            _load_trained(model, state["trained_weights"])
 
     end_step = schedule.total_steps
     if stop_after_epochs is not None:
@@ -398,6 +404,8 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
             loss = _gradient_step(model, batch, optimizer, prefix_units, precision, scaler)
             loss_sum, loss_count = loss_sum + loss * n, loss_count + n
         scheduler.step()
+        if ema is not None:
+            ema.update(model)
         seen, run_seen = seen + n, run_seen + n
         bar.update(1)
         # Loss is shown for non-private runs only: a private run's loss is itself a statistic of private data.
@@ -416,19 +424,27 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
                     entry["loss"] = loss_sum / loss_count
                     loss_sum, loss_count = 0.0, 0
                 if val_set is not None:
-                    metrics["val_pckh"] = evaluate(model, val_set)
+                    with ema.applied(model) if ema is not None else contextlib.nullcontext():
+                        metrics["val_pckh"] = evaluate(model, val_set)
                     entry["val_pckh_mean"] = metrics["val_pckh"]["Mean"]
                     entry["val_limbs"] = metrics["val_pckh"]["Limbs"]
                 metrics["history"].append(entry)
                 log.info("epoch %d: %s", progress["epoch"], entry)
             _save(out_dir, model, recipe, schedule, progress, metrics, optimizer, scheduler, sigma, secret,
-                  journal, public)
+                  journal, public, ema=ema)
     bar.close()
     return out_dir
 
 
+def _load_trained(model: TinyViTSimCC, weights: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+
+
 def _save(out_dir, model, recipe, schedule, progress, metrics, optimizer, scheduler, sigma, secret, journal,
-          public) -> None:
+          public, *, ema: WeightEMA | None = None) -> None:
     privacy = None
     if journal is not None:
         privacy = _privacy_record(recipe, schedule, sigma, journal)
@@ -437,5 +453,9 @@ def _save(out_dir, model, recipe, schedule, progress, metrics, optimizer, schedu
     state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
     if secret is not None:
         state["secret_seed"] = torch.tensor(secret, dtype=torch.int64)  # never in config.json or the card
-    save_checkpoint(out_dir, model, recipe=recipe.to_dict(), progress=progress, metrics=metrics, privacy=privacy,
-                    training_state=state, card=_card(recipe, progress, metrics, privacy, public), keep=(JOURNAL,))
+    with ema.applied(model) if ema is not None else contextlib.nullcontext() as trained:
+        if ema is not None:  # the release is the average; resuming needs the trained weights too
+            state.update(ema=ema.state_dict(), trained_weights=trained)
+        save_checkpoint(out_dir, model, recipe=recipe.to_dict(), progress=progress, metrics=metrics,
+                        privacy=privacy, training_state=state, card=_card(recipe, progress, metrics, privacy, public),
+                        keep=(JOURNAL,))
