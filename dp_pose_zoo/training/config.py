@@ -10,7 +10,7 @@ from pathlib import Path
 from ..datasets.mixture import Source, parse_sources
 from ..errors import DatasetError, RecipeError
 from ..yaml_mapping import read_yaml_mapping
-from .accounting import ACCOUNTANTS
+from .accounting import ACCOUNTANTS, DEFAULT_ACCOUNTANT
 from .data import AugmentConfig
 from .device import DEVICES, PRECISIONS
 from .model import STRATEGIES, ModelConfig
@@ -44,7 +44,7 @@ class Recipe:
     noise_multiplier: float | None = None  # or given directly instead of epsilon
     delta: float = 1e-5
     clipping_norm: float = 1.0
-    accountant: str = "prv"
+    accountant: str = DEFAULT_ACCOUNTANT
     physical_batch_size: int = 16  # per-sample gradients are computed this many at a time
     checkpoint_every: int | None = None  # steps; default once per epoch
     # PDP-SGD's public subset: disjoint from train_data (checked by image id and by pixels).
