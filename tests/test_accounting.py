@@ -196,7 +196,7 @@ def test_prv_rel_is_sound_and_within_one_percent_of_pld(q, sigma, steps, delta, 
 
 
 def test_fixed_error_prv_overstates_the_paper_setting():
-    """The issue: eps_error 0.01 is 6 % of epsilon 0.15; prv-rel is what fixes it (the test above)."""
+    """The issue: eps_error 0.01 is 6.6 % of epsilon 0.152; prv-rel is what fixes it (the test above)."""
     lower, upper = pld_bracket(**PAPER)
     legacy = epsilon_for(noise_multiplier=PAPER["sigma"], sample_rate=PAPER["q"], steps=PAPER["steps"],
                          delta=PAPER["delta"], accountant="prv")

@@ -26,7 +26,7 @@ EPILOG = """examples:
 Epsilon is an upper bound (PRV: the accountant's upper error bound; RDP: best
 order). It is shown rounded UP to 4 significant digits; --json has full floats.
 Accountants: prv-rel (default) is PRV with an error of 0.3 % of epsilon; prv is
-PRV with the fixed error 0.01 that checkpoints before it used (6 % of epsilon
+PRV with the fixed error 0.01 that checkpoints before it used (5 % of epsilon
 0.2); rdp is for parity with the paper.
 """
 

@@ -16,7 +16,7 @@ mechanism that DP-SGD and Projected DP-SGD run:
   ``eps_error=0.01`` measures epsilon; the reported pass uses ``eps_error`` =
   :data:`PRV_REL_EPS_ERROR` x that epsilon (0.3 %). The bound is then at most
   two such errors above the true epsilon (the estimate is within one of it;
-  measured: 0.1-0.4 % above dp-accounting's PLD), where a fixed 0.01 is 6 % of
+  measured: 0.1-0.4 % above dp-accounting's PLD), where a fixed 0.01 is 5 % of
   a 0.2 budget. Of the passes the smallest upper bound is reported (each is sound).
 * ``"prv"``: the same accountant at Opacus' fixed ``eps_error=0.01``: what
   checkpoints before ``prv-rel`` recorded, kept so their ledgers recompute to
