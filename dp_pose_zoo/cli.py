@@ -175,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--noise-multiplier", type=float, help="a fixed noise multiplier instead of --epsilon")
     dp.add_argument("--delta", type=float, help="target delta (default 1e-5; must be below 1/N)")
     dp.add_argument("--clip", type=float, help="per-sample clipping norm C")
-    dp.add_argument("--accountant", choices=("prv", "rdp"), help="privacy accountant (default prv)")
+    dp.add_argument("--accountant", choices=privacy.ACCOUNTANT_CHOICES,
+                    help=f"privacy accountant (default {privacy.ACCOUNTANT_CHOICES[0]})")
     dp.add_argument("--physical-batch-size", type=int, help="per-sample gradients computed this many at a time")
     dp.add_argument("--projection-dim", type=int, help="PDP-SGD: dimension k of the public gradient subspace")
     dp.add_argument("--public-size", type=int, help="PDP-SGD: number of public people m")

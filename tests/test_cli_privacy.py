@@ -41,7 +41,25 @@ def test_epsilon_mode_human(capsys):
 def test_epsilon_mode_json_matches(capsys):
     r = as_json(capsys, ["--sample-rate", "0.02", "--noise-multiplier", "1.1", "--steps", "300", "--delta", "1e-5"])
     assert r["epsilon"] == epsilon_for(noise_multiplier=1.1, sample_rate=0.02, steps=300, delta=1e-5)
-    assert r["accountant"] == "prv" and r["steps"] == 300
+    assert r["accountant"] == "prv-rel" and r["steps"] == 300
+
+
+def test_accountant_choices_are_the_accountants_default_first():
+    """The torch-free CLI spells the names out; they must be training.accounting's, with its default."""
+    from dp_pose_zoo.training import accounting
+    from dp_pose_zoo.training.config import Recipe
+
+    assert privacy.ACCOUNTANT_CHOICES == accounting.ACCOUNTANTS
+    assert privacy.ACCOUNTANT_CHOICES[0] == accounting.DEFAULT_ACCOUNTANT == Recipe(name="x", train_data="y").accountant
+
+
+@pytest.mark.parametrize("accountant", ["prv", "prv-rel"])
+def test_each_prv_is_reported_under_its_name(capsys, accountant):
+    argv = ["--sample-rate", "0.02", "--noise-multiplier", "3.0", "--steps", "300", "--delta", "1e-5"]
+    r = as_json(capsys, [*argv, "--accountant", accountant])
+    assert r["accountant"] == accountant
+    assert r["epsilon"] == epsilon_for(noise_multiplier=3.0, sample_rate=0.02, steps=300, delta=1e-5,
+                                       accountant=accountant)
 
 
 def test_noise_mode(capsys):

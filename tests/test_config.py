@@ -40,6 +40,36 @@ def test_missing_recipe(tmp_path):
         load_recipe(tmp_path / "nope.yaml")
 
 
+def test_a_recipe_inherits_its_base_and_overrides_it_key_by_key(tmp_path):
+    (tmp_path / "common.yaml").write_text(
+        "name: common\ntrain_data: synthpose:private-train:50\nepochs: 7\nlr: 0.002\n"
+        "augment:\n  flip: 0.5\n  rotation: 30\nmodel:\n  input_size: [128, 96]\n  norm: group-norm\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub/finetune.yaml").write_text(
+        "base: ../common.yaml\nstrategy: finetune\nepochs: 3\naugment:\n  rotation: 0\n")
+    recipe = load_recipe(tmp_path / "sub/finetune.yaml", lr=0.01)
+    assert recipe.name == "finetune"  # its own file name, not the base's name
+    assert (recipe.strategy, recipe.epochs, recipe.lr, recipe.train_data) == (
+        "finetune", 3, 0.01, "synthpose:private-train:50")
+    assert (recipe.augment.flip, recipe.augment.rotation) == (0.5, 0)  # nested keys merge one by one
+    assert recipe.model.input_size == (128, 96) and recipe.model.norm == "group-norm"
+    assert Recipe.from_dict(recipe.to_dict()) == recipe  # the merged recipe stands alone
+
+
+@pytest.mark.parametrize("files,match", [
+    ({"r.yaml": "base: r.yaml\n"}, "leads back to itself"),
+    ({"r.yaml": "base: a.yaml\n", "a.yaml": "base: r.yaml\n"}, "leads back to itself"),
+    ({"r.yaml": "base: gone.yaml\n"}, "base recipe not found"),
+    ({"r.yaml": "base: [a.yaml]\n"}, "base must be a recipe file name"),
+    ({"r.yaml": "base: a.yaml\n", "a.yaml": "stratgy: full\n"}, "unknown recipe key"),
+])
+def test_bad_bases_are_refused(tmp_path, files, match):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(RecipeError, match=match):
+        load_recipe(tmp_path / "r.yaml")
+
+
 DP = dict(name="dp", method="dp-sgd", noise_multiplier=1.0)
 
 

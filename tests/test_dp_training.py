@@ -244,7 +244,7 @@ def stopped_dp_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("stopped") / "run"
     recipe = dp_recipe(train_data="synthpose:private-train:20", epsilon=None, noise_multiplier=1.0, epochs=2)
     train(Recipe.from_dict(recipe), out, progress_bar=False, stop_after_epochs=1)
-    journal = LedgerJournal(out / JOURNAL, accountant="prv", delta=1e-5)
+    journal = LedgerJournal(out / JOURNAL, accountant=accounting.DEFAULT_ACCOUNTANT, delta=1e-5)  # the recipe's
     journal.append(1.0, 0.5, 2)  # the step the kill interrupted
     return out
 

@@ -37,7 +37,7 @@ def test_single_phase_epsilon_equals_epsilon_for():
     assert led.epsilon(1e-3) < led.epsilon()
 
 
-@pytest.mark.parametrize("acc", ["rdp", "prv"])
+@pytest.mark.parametrize("acc", ["rdp", "prv", "prv-rel"])
 def test_two_phase_epsilon(acc):
     led = PrivacyLedger(accountant=acc, delta=1e-5)
     led.record(1.0, 0.02, steps=200)
@@ -49,6 +49,18 @@ def test_two_phase_epsilon(acc):
     first = epsilon_for(noise_multiplier=1.0, sample_rate=0.02, steps=200, delta=1e-5, accountant=acc)
     all_low = epsilon_for(noise_multiplier=1.0, sample_rate=0.02, steps=400, delta=1e-5, accountant=acc)
     assert first < both < all_low
+
+
+def test_an_old_prv_ledger_recomputes_to_opacus_default_prv():
+    """Checkpoints before prv-rel recorded "prv": their epsilon stays Opacus' PRVAccountant at its defaults."""
+    from opacus.accountants import PRVAccountant
+
+    state = {"version": 1, "accountant": "prv", "delta": 1e-5, "history": [[1.2, 0.03, 50], [2.0, 0.03, 70]]}
+    opacus_prv = PRVAccountant()
+    opacus_prv.history = [(1.2, 0.03, 50), (2.0, 0.03, 70)]
+    assert PrivacyLedger.from_state_dict(state).epsilon() == opacus_prv.get_epsilon(delta=1e-5)
+    tight = PrivacyLedger.from_state_dict(state | {"accountant": "prv-rel"})
+    assert tight.accountant == "prv-rel" and tight.epsilon() < opacus_prv.get_epsilon(delta=1e-5)
 
 
 def test_state_dict_round_trip():

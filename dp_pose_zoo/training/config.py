@@ -10,7 +10,7 @@ from pathlib import Path
 from ..datasets.mixture import Source, parse_sources
 from ..errors import DatasetError, RecipeError
 from ..yaml_mapping import read_yaml_mapping
-from .accounting import ACCOUNTANTS
+from .accounting import ACCOUNTANTS, DEFAULT_ACCOUNTANT
 from .data import AugmentConfig
 from .device import DEVICES, PRECISIONS
 from .model import STRATEGIES, ModelConfig
@@ -44,7 +44,7 @@ class Recipe:
     noise_multiplier: float | None = None  # or given directly instead of epsilon
     delta: float = 1e-5
     clipping_norm: float = 1.0
-    accountant: str = "prv"
+    accountant: str = DEFAULT_ACCOUNTANT
     physical_batch_size: int = 16  # per-sample gradients are computed this many at a time
     checkpoint_every: int | None = None  # steps; default once per epoch
     # PDP-SGD's public subset: disjoint from train_data (checked by image id and by pixels).
@@ -178,11 +178,16 @@ CLEAR = object()  # an override that removes the recipe's key (back to its defau
 
 
 def load_recipe(path: str | Path, **overrides) -> Recipe:
-    """Read a YAML recipe; ``overrides`` that are not None replace its keys (``CLEAR`` drops one)."""
+    """Read a YAML recipe; ``overrides`` that are not None replace its keys (``CLEAR`` drops one).
+
+    A recipe may name a ``base:`` recipe file (relative to itself) whose keys it inherits and
+    overrides, so recipes that differ in a key or two share the rest in one place. The
+    checkpoint stores the merged recipe, so a resume never reads the base again.
+    """
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe not found: {path}")
-    data = read_yaml_mapping(path, "recipe")
+    data = _read_with_bases(path, seen=())
     data.setdefault("name", path.stem)
     for key, value in overrides.items():
         if value is CLEAR:
@@ -190,3 +195,30 @@ def load_recipe(path: str | Path, **overrides) -> Recipe:
         elif value is not None:
             data[key] = value
     return Recipe.from_dict(data)
+
+
+def _read_with_bases(path: Path, seen: tuple[Path, ...]) -> dict:
+    """The recipe file's mapping over its ``base:`` chain; a base's ``name`` is never inherited."""
+    data = read_yaml_mapping(path, "recipe")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise RecipeError(f"recipe {path}: base must be a recipe file name; got {base!r}")
+    base_path = (path.parent / base).resolve()
+    if base_path in seen or base_path == path.resolve():
+        raise RecipeError(f"recipe {path}: base {base} leads back to itself")
+    if not base_path.is_file():
+        raise RecipeError(f"recipe {path}: base recipe not found: {base_path}")
+    inherited = _read_with_bases(base_path, (*seen, path.resolve()))
+    inherited.pop("name", None)
+    return _merge(inherited, data)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``; nested mappings (augment, model) merge key by key."""
+    merged = dict(base)
+    for key, value in over.items():
+        both_maps = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _merge(merged[key], value) if both_maps else value
+    return merged
