@@ -1,6 +1,7 @@
 """Training on real photos, in one run: fp32 vs bf16 autocast, and the data loader against the step's demand.
 
-    python benchmarks/train_precision.py [--input 128x96] [--data lsp:../shared/data/lspet] [--steps 6]
+    python benchmarks/train_precision.py [--input 128x96] [--data lsp:../shared/data/lspet] [--steps 6] [--dp]
+                                         [--threads 2]
 
 - Training step (forward, backward, AdamW) on batches of real people prepared
   once: fp32, bf16 autocast with timm's fused attention kernel, and bf16 with the
@@ -87,9 +88,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--loader-batches", type=int, default=30)
     p.add_argument("--dp", action="store_true", help="also time one DP-SGD step (full strategy)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of the training step (default 2)")
     args = p.parse_args()
     args.size = tuple(int(v) for v in args.input.split("x"))
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     print(f"# {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"load average at start {os.getloadavg()[0]:.2f}")
     people = load_dataset(args.data)
