@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import DatasetError
+from ..errors import DatasetError, MissingExtraError
 from ..skeleton import NUM_JOINTS
 
 # MPII's ``scale`` is the person's height in pixels divided by this.
@@ -113,6 +113,24 @@ def image_fingerprints(dataset: PoseDataset) -> dict[str, PersonRecord]:
             decoded.add(key)
             found.setdefault(image_fingerprint(dataset.load_image(record)), record)
     return found
+
+
+def read_mat_array(mat_file: Path, key: str) -> np.ndarray:
+    """The float64 array ``key`` of a MATLAB file, or a one-line DatasetError naming the file."""
+    try:
+        from scipy.io import loadmat
+    except ImportError:
+        raise MissingExtraError("scipy", "train") from None
+    try:
+        content = loadmat(str(mat_file))
+    except Exception as exc:  # scipy raises several types for a bad file
+        raise DatasetError(f"{mat_file}: not a readable .mat file ({type(exc).__name__})") from None
+    if content.get(key) is None:
+        raise DatasetError(f"{mat_file}: no '{key}' array")
+    try:
+        return np.asarray(content[key], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DatasetError(f"{mat_file}: '{key}' is not a numeric array") from None
 
 
 def read_json(json_file: Path) -> Any:

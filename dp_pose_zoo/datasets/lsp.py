@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DatasetError, DatasetNotFoundError, MissingExtraError
+from ..errors import DatasetError, DatasetNotFoundError
 from ..geometry import bbox_to_center_scale
 from ..skeleton import JOINT_INDEX, NUM_JOINTS
-from .base import PersonRecord, PoseDataset
+from .base import PersonRecord, PoseDataset, read_mat_array
 from .mpii import image_loader
 
 NUM_LSP_JOINTS = 14
@@ -75,18 +75,7 @@ def load_lsp(root: str | Path, *, min_visible: int = MIN_VISIBLE) -> PoseDataset
 
 def read_lsp_joints(mat_file: Path) -> tuple[np.ndarray, np.ndarray, bool]:
     """``joints.mat`` as ``xy (N, 14, 2)``, ``visible (N, 14)`` in {0, 1}, and whether it is LSP-extended's layout."""
-    try:
-        from scipy.io import loadmat
-    except ImportError:
-        raise MissingExtraError("scipy", "train") from None
-    try:
-        content = loadmat(str(mat_file))
-    except Exception as exc:  # scipy raises several types for a bad file
-        raise DatasetError(f"{mat_file}: not a readable .mat file ({type(exc).__name__})") from None
-    joints = content.get("joints")
-    if joints is None:
-        raise DatasetError(f"{mat_file}: no 'joints' array")
-    joints = np.asarray(joints, dtype=np.float64)
+    joints = read_mat_array(mat_file, "joints")
     if joints.ndim == 2:  # MATLAB drops the trailing axis of a one-person file
         joints = joints[:, :, None]
     extended = joints.ndim == 3 and joints.shape[:2] == (NUM_LSP_JOINTS, 3)

@@ -26,9 +26,9 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from ..errors import DatasetError, DatasetNotFoundError, MissingExtraError
+from ..errors import DatasetError, DatasetNotFoundError
 from ..skeleton import NUM_JOINTS
-from .base import PersonRecord, PoseDataset, read_json
+from .base import PersonRecord, PoseDataset, read_json, read_mat_array
 
 _REQUIRED_KEYS = ("image", "center", "scale", "joints", "joints_vis")
 
@@ -169,20 +169,9 @@ def read_gt_head_boxes(mat_file: Path) -> np.ndarray:
     The file stores ``headboxes_src`` as ``(2, 2, N)``: ``[0]`` the top-left
     and ``[1]`` the bottom-right corner, in the JSON's record order.
     """
-    try:
-        from scipy.io import loadmat
-    except ImportError:
-        raise MissingExtraError("scipy", "train") from None
     if not mat_file.is_file():
         raise DatasetNotFoundError(f"MPII ground-truth file not found: {mat_file}")
-    try:
-        content = loadmat(str(mat_file))
-    except Exception as exc:  # scipy raises several types for a bad file
-        raise DatasetError(f"{mat_file}: not a readable .mat file ({type(exc).__name__})") from None
-    boxes = content.get("headboxes_src")
-    if boxes is None:
-        raise DatasetError(f"{mat_file}: no 'headboxes_src' array")
-    boxes = np.asarray(boxes, dtype=np.float64)
+    boxes = read_mat_array(mat_file, "headboxes_src")
     if boxes.shape == (2, 2):  # MATLAB drops the trailing axis of a one-person file
         boxes = boxes[:, :, None]
     if boxes.ndim != 3 or boxes.shape[:2] != (2, 2):
