@@ -117,3 +117,23 @@ def test_not_a_mat_file(tmp_path):
     (root / "joints.mat").write_text("not matlab")
     with pytest.raises(DatasetError, match="not a readable .mat file"):
         load_lsp(root)
+
+
+def test_flip_of_a_real_photo_swaps_left_and_right_with_their_visibility():
+    from dp_pose_zoo.training.data import AugmentConfig, crop_person
+
+    data = load_dataset(f"lsp:{LSPET}")
+    record = data.records[2]  # right wrist, elbow and shoulder invisible
+    image = data.load_image(record)
+    right_arm = [JOINT_INDEX[n] for n in ("right_wrist", "right_elbow", "right_shoulder")]
+    left_arm = [JOINT_INDEX[n] for n in ("left_wrist", "left_elbow", "left_shoulder")]
+    assert not record.visible[right_arm].any() and record.visible[left_arm].all()
+    flip = AugmentConfig(flip=1.0, scale=0.0, rotation=0.0)
+    crop, joints, visible, _ = crop_person(image, record, (128, 96), rng=np.random.default_rng(0), augment=flip)
+    plain, plain_joints, _, _ = crop_person(image, record, (128, 96))
+    assert visible[right_arm].all() and not visible[left_arm].any()  # the person's left arm is now on the right
+    for left, right in zip(left_arm, right_arm):
+        np.testing.assert_allclose(joints[right], [95 - plain_joints[left, 0], plain_joints[left, 1]], atol=1.0)
+    # The crop is the plain crop's mirror image (up to the mirrored centre's half pixel), not the plain crop.
+    mirrored = np.abs(crop.astype(int) - plain[:, ::-1].astype(int)).mean()
+    assert mirrored < 0.5 * np.abs(crop.astype(int) - plain.astype(int)).mean()
