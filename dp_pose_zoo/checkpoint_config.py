@@ -18,14 +18,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import CheckpointError, RecipeError
+# A checkpoint's file names are the release layout's (JOURNAL: the privacy ledger's crash-proof journal).
+from .release import CARD, CONFIG, JOURNAL, TRAINING_STATE, WEIGHTS  # noqa: F401
 from .skeleton import NUM_JOINTS
 
 FORMAT_VERSION = 1
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
-CARD = "README.md"
-TRAINING_STATE = "training_state.pt"
-JOURNAL = "privacy_journal.jsonl"  # the privacy ledger's crash-proof journal (training/ledger.py)
 
 NORMS = ("frozen-bn", "group-norm")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

@@ -29,9 +29,17 @@ EPILOG_TRAIN = """examples:
   dp-pose train --recipe training/recipes/lsp_public_pretrain.yaml --precision bf16 --device cpu
 """
 EPILOG_EVAL = """examples:
-  dp-pose eval runs/full --data synthpose:private-test
+  dp-pose eval runs/full --data synthpose:private-test          # a checkpoint: on torch ([train] extra)
   dp-pose eval runs/full --data mpii:/data/mpii --json
   dp-pose eval runs/full --data coco:../shared/data/coco-mini/annotations/person_keypoints_val2017.json
+  dp-pose eval default --data mpii:/data/mpii/annotations/mpii_test.json   # an ONNX model: torch-free
+  dp-pose eval OWNER/REPO --precision int8 --data synthpose:private-test   # a Hub release's INT8 export
+  dp-pose eval runs/full/onnx/model.onnx --data synthpose:private-test
+
+MODEL is any model reference: 'default', OWNER/REPO[@rev], a checkpoint or export folder, or a
+model file. A checkpoint (model.safetensors + config.json) runs on torch, as training evaluates it;
+anything else, and --precision int8, runs its ONNX on the torch-free runtime with the same crops
+and decoding.
 
 The MPII table (Head ... Ankle, Mean, Mean@0.1), then PCKh@0.5 and @0.1 over the
 12 limb joints (no head top, upper neck, pelvis or thorax). People without a head
@@ -103,12 +111,14 @@ def _launch_distributed(args) -> int:
 def _cmd_eval(args) -> int:
     from .datasets import load_dataset
     from .metrics import format_limb_line, format_pckh_table, limb_pckh, pckh_table
-    from .training.checkpoint import load_model
-    from .training.evaluate import predict
+    from .runtime.reference import resolve_reference
 
     if args.batch_size < 1:
         raise _usage(f"--batch-size must be at least 1; got {args.batch_size}")
-    model, _ = load_model(args.checkpoint)
+    ref = resolve_reference(args.checkpoint, precision=args.precision)
+    runtime = "torch" if ref.has_weights and args.precision == "fp32" else "onnx"
+    # The model opens (and its hashes are checked) before the data set is read.
+    predict = _torch_predictor(ref) if runtime == "torch" else _onnx_predictor(ref, args.precision)
     loaded = load_dataset(args.data)
     dataset = loaded.with_head_boxes()
     left_out = len(loaded) - len(dataset)
@@ -117,19 +127,38 @@ def _cmd_eval(args) -> int:
     if left_out:
         logger.warning("%d of %d people in %s have no head box and are left out of PCKh", left_out, len(loaded),
                        args.data)
-    pred, _ = predict(model, dataset, batch_size=args.batch_size, progress=not args.json)
+    pred, _ = predict(dataset, batch_size=args.batch_size, progress=not args.json)
     truth = dataset.ground_truth()
     table = pckh_table(pred, *truth)
     limbs = limb_pckh(pred, *truth)
     if args.json:
-        figures = {**table, **limbs}
-        print(json.dumps({"checkpoint": str(args.checkpoint), "data": args.data, "people": len(dataset),
-                          "people_without_head_box": left_out,
-                          "pckh": {k: (None if math.isnan(v) else round(v, 4)) for k, v in figures.items()}}))
+        print(json.dumps({"checkpoint": str(args.checkpoint), "runtime": runtime, "precision": args.precision,
+                          "data": args.data, "people": len(dataset), "people_without_head_box": left_out,
+                          "pckh": {k: (None if math.isnan(v) else round(v, 4)) for k, v in {**table, **limbs}.items()}}))
     else:
         print(format_pckh_table(table, title=f"PCKh on {args.data} ({len(dataset)} people)"))
         print(format_limb_line(limbs))
     return 0
+
+
+def _torch_predictor(ref):
+    """A checkpoint's model on torch, as training evaluates it (the ``[train]`` extra)."""
+    from functools import partial
+
+    from .training.checkpoint import load_model
+    from .training.evaluate import predict
+
+    return partial(predict, load_model(ref.checkpoint(command="eval on torch"))[0])
+
+
+def _onnx_predictor(ref, precision: str):
+    """An ONNX model on the torch-free runtime, verified as ``infer`` verifies it."""
+    from functools import partial
+
+    from .runtime.evaluate import predict_onnx
+    from .runtime.pretrained import open_estimator
+
+    return partial(predict_onnx, open_estimator(ref, precision=precision))
 
 
 def _cmd_synth(args) -> int:
@@ -186,8 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="print a checkpoint's PCKh on a data set", epilog=EPILOG_EVAL, formatter_class=fmt)
-    p.add_argument("checkpoint", help="a checkpoint directory")
+    p = sub.add_parser("eval", help="print a model's PCKh on a data set", epilog=EPILOG_EVAL, formatter_class=fmt)
+    p.add_argument("checkpoint", metavar="MODEL",
+                   help="'default', OWNER/REPO[@rev], a checkpoint or export folder, or a .onnx file")
+    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                   help="int8 evaluates the model's INT8 ONNX (default: %(default)s; a checkpoint runs on torch)")
     p.add_argument("--data", default="synthpose:private-test",
                    help="synthpose:<domain>-<split>[:N], mpii:PATH or coco:PATH (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32)

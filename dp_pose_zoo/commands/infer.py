@@ -122,26 +122,16 @@ def _check_args(args) -> None:
 
 
 def load_estimator(model: str, *, precision: str = "fp32", threads: int | None = None):
-    """A PoseEstimator for any name ``from_pretrained`` resolves, or a bare ``.onnx`` opened directly.
+    """A PoseEstimator for any model reference, verified against its card.
 
-    A model file with a card beside it is a checkpoint's or an export's: it goes through
-    ``from_pretrained``, checked as its folder is. Only a file with no card is opened as it
-    is; its metadata's privacy is then its own claim, labelled unverified in the outputs.
+    A model file with a card beside it is a checkpoint's or an export's: it is checked as its
+    folder is. Only a file with no card is opened as it is; its metadata's privacy is then its
+    own claim, labelled unverified in the outputs.
     """
-    from ..runtime import PoseEstimator
-    from ..runtime.pretrained import from_pretrained, has_card
+    from ..runtime.pretrained import open_estimator
+    from ..runtime.reference import resolve_reference
 
-    path = Path(model).expanduser()
-    if path.suffix == ".onnx":
-        if not path.is_file():
-            from ..errors import CheckpointError
-
-            raise CheckpointError(f"ONNX model not found: {path}")
-        if not has_card(path):
-            estimator = PoseEstimator(path, threads=threads)
-            log.info("%s has no model card beside it: its privacy claim is unverified", path)
-            return estimator
-    return from_pretrained(model, precision=precision, threads=threads)
+    return open_estimator(resolve_reference(model, precision=precision), precision=precision, threads=threads)
 
 
 def unique_run_dir(base: Path) -> Path:

@@ -29,6 +29,7 @@ import torch
 from ..card import parse_card
 from ..errors import CardError, CheckpointError
 from ..io import atomic_dir
+from ..release import CARD, ONNX_DIR, ONNX_FILES, PARITY
 from ..runtime.metadata import DEFAULT_OPSET, FORMAT_VERSION, encode_metadata
 from ..runtime.onnx_model import OnnxModel
 from ..skeleton import JOINT_NAMES
@@ -38,10 +39,10 @@ from .profiles import DEFAULT_PROFILE, QuantProfile, load_profile
 
 log = logging.getLogger(__name__)
 
-FP32_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
-REPORT_FILE = "parity.json"
-CARD_FILE = "README.md"
+FP32_FILE = ONNX_FILES["fp32"]
+INT8_FILE = ONNX_FILES["int8"]
+REPORT_FILE = PARITY
+CARD_FILE = CARD
 DEFAULT_EVAL_DATA = "synthpose:private-test:200"
 
 
@@ -130,7 +131,7 @@ def export_checkpoint(checkpoint: str | Path, *, out: str | Path | None = None, 
         raise CardError(f"{ckpt} has no model card ({CARD_FILE}): an export must carry its privacy block")
     card_text = card_path.read_text()
     quant = profile if isinstance(profile, QuantProfile) else (load_profile(profile) if int8 else None)
-    out_dir = Path(out) if out is not None else ckpt / "onnx"
+    out_dir = Path(out) if out is not None else ckpt / ONNX_DIR
     if out_dir.exists() and not replace:
         raise CheckpointError(f"{out_dir} already exists; pass --force to replace it")
     size = model.config.input_size
