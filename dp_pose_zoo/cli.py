@@ -16,7 +16,7 @@ import sys
 
 from . import __version__
 from .commands import audit, card, demo, export, infer, privacy, zoo
-from .errors import DatasetError, DPPoseZooError
+from .errors import DatasetError, DPPoseZooError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def _cmd_train(args) -> int:
 
     logging.getLogger("dp_pose_zoo").setLevel(logging.INFO)  # calibration and privacy spent are for the user
     if args.stop_after_epochs is not None and args.stop_after_epochs < 1:
-        raise _usage(f"--stop-after-epochs must be at least 1; got {args.stop_after_epochs}")
+        raise UsageError(f"--stop-after-epochs must be at least 1; got {args.stop_after_epochs}")
     if args.resume:
         # How to run (device, precision, loader processes) may change on resume, e.g. on another machine; what
         # to run may not.
@@ -77,7 +77,7 @@ def _cmd_train(args) -> int:
                     stop_after_epochs=args.stop_after_epochs, execution=how)
     else:
         if not args.recipe:
-            raise _usage("train needs --recipe R.yaml (or --resume DIR)")
+            raise UsageError("train needs --recipe R.yaml (or --resume DIR)")
         overrides = {key: getattr(args, dest) for dest, key in _RECIPE_OVERRIDES.items()}
         # --epsilon replaces a recipe's fixed noise multiplier, and --noise-multiplier its target epsilon.
         if args.epsilon is not None and args.noise_multiplier is None:
@@ -94,18 +94,23 @@ def _cmd_train(args) -> int:
 
 def _launch_distributed(args) -> int:
     """Re-run this train command under torchrun with ``--nproc`` processes."""
-    argv = [a for a in sys.argv[1:] if a != "train"]
-    cleaned, skip = [], False
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+           "-m", "dp_pose_zoo", *torchrun_args(args.argv)]
+    return subprocess.call(cmd)
+
+
+def torchrun_args(argv: list[str]) -> list[str]:
+    """What each process's ``python -m dp_pose_zoo`` gets: this command line as given, without ``--nproc``
+    (each process is one of them); a value spelled ``train`` (``--out train``) stays what it was."""
+    kept, skip = [], False
     for a in argv:
         if skip:
             skip = False
         elif a == "--nproc":
             skip = True
         elif not a.startswith("--nproc="):
-            cleaned.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
-           "-m", "dp_pose_zoo.training", *cleaned]
-    return subprocess.call(cmd)
+            kept.append(a)
+    return kept
 
 
 def _cmd_eval(args) -> int:
@@ -114,9 +119,10 @@ def _cmd_eval(args) -> int:
     from .runtime.reference import resolve_reference
 
     if args.batch_size < 1:
-        raise _usage(f"--batch-size must be at least 1; got {args.batch_size}")
+        raise UsageError(f"--batch-size must be at least 1; got {args.batch_size}")
     ref = resolve_reference(args.checkpoint, precision=args.precision)
-    runtime = "torch" if ref.has_weights and args.precision == "fp32" else "onnx"
+    on_onnx = args.precision == "int8" or (not ref.has_weights and ref.has_onnx)
+    runtime = "onnx" if on_onnx else "torch"
     # The model opens (and its hashes are checked) before the data set is read.
     predict = _torch_predictor(ref) if runtime == "torch" else _onnx_predictor(ref, args.precision)
     loaded = load_dataset(args.data)
@@ -167,14 +173,6 @@ def _cmd_synth(args) -> int:
     out = write_split(args.out, domain=args.domain, n=args.n, seed=args.seed, split=args.split, progress=True)
     print(f"wrote {args.n} {args.domain} people to {out}")
     return 0
-
-
-class _UsageError(DPPoseZooError, ValueError):
-    pass
-
-
-def _usage(message: str) -> _UsageError:
-    return _UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,8 +259,10 @@ class _CliFormatter(logging.Formatter):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv  # `train --nproc N` relaunches exactly these under torchrun
     root = logging.getLogger()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_CliFormatter(args.command))

@@ -78,6 +78,10 @@ class SourceNotFoundError(SourceError, FileNotFoundError):
     """A source path (or glob) matches nothing."""
 
 
+class UsageError(DPPoseZooError, ValueError):
+    """A command-line argument out of its range (``--det-every 0``); the CLI's one line and exit 2."""
+
+
 class DetectorError(DPPoseZooError, ValueError):
     """A person detector spec, ONNX detector or boxes file is malformed."""
 

@@ -18,7 +18,6 @@ Torch-free: runtime layer.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 from .card import LIBRARY_NAME, ZOO_TAG, Card, card_from_text, load_card, validate_card
 from .errors import CardError, DefaultModelMissingError, DPPoseZooError, HubError
 from .release import CARD, ONNX_FILES, ONNX_PATHS, WEIGHTS
+from .runtime.metadata import json_safe
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class ZooEntry:
         pckh = self.card.pckh or {}
         return {
             "name": self.name, "card_name": self.card.name, "method": p.method,
-            "epsilon": "inf" if isinstance(p.epsilon, float) and math.isinf(p.epsilon) else p.epsilon,
+            "epsilon": json_safe(p.epsilon),
             "delta": p.delta, "clipping_norm": p.clipping_norm, "strategy": p.strategy,
             "data": self.card.train_data, "pckh": pckh.get("Mean"), "pckh@0.1": pckh.get("Mean@0.1"),
             "eval_data": self.card.eval_data, "size": self.size, "where": list(self.where),

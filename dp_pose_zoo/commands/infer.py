@@ -109,16 +109,16 @@ def run(args) -> int:
 
 
 def _check_args(args) -> None:
-    from ..errors import DetectorError
+    from ..errors import UsageError
 
     if args.det_every < 1:
-        raise DetectorError(f"--det-every must be at least 1, got {args.det_every}")
+        raise UsageError(f"--det-every must be at least 1, got {args.det_every}")
     if args.max_frames is not None and args.max_frames < 1:
-        raise DetectorError(f"--max-frames must be at least 1, got {args.max_frames}")
+        raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
     if args.threads is not None and args.threads < 1:
-        raise DetectorError(f"--threads must be at least 1, got {args.threads}")
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
     if not math.isfinite(args.kpt_thr):
-        raise DetectorError(f"--kpt-thr must be a number, got {args.kpt_thr}")
+        raise UsageError(f"--kpt-thr must be a number, got {args.kpt_thr}")
 
 
 def load_estimator(model: str, *, precision: str = "fp32", threads: int | None = None):

@@ -35,8 +35,8 @@ def from_pretrained(name_or_path: str | os.PathLike = "default", *, precision: s
                     revision: str | None = None, threads: int | None = None,
                     providers: Sequence[str] | None = None) -> PoseEstimator:
     """A :class:`PoseEstimator` for ``"default"``, a local path or ``OWNER/REPO[@rev]``; ``est.card`` is its card."""
-    ref = resolve_reference(name_or_path, revision=revision, precision=precision)
-    return _verified_estimator(ref, precision=precision, threads=threads, providers=providers)
+    return PoseEstimator.from_pretrained(name_or_path, precision=precision, revision=revision, threads=threads,
+                                         providers=providers)
 
 
 def open_estimator(ref: ModelRef, *, precision: str = "fp32", threads: int | None = None,
@@ -48,16 +48,7 @@ def open_estimator(ref: ModelRef, *, precision: str = "fp32", threads: int | Non
     if ref.file is not None and not ref.verified:
         log.info("%s has no model card beside it: its privacy claim is unverified", ref.file)
         return PoseEstimator(ref.file, threads=threads, providers=providers)
-    return _verified_estimator(ref, precision=precision, threads=threads, providers=providers)
-
-
-def _verified_estimator(ref: ModelRef, *, precision: str, threads: int | None,
-                        providers: Sequence[str] | None) -> PoseEstimator:
-    onnx_path, card = ref.onnx(precision)
-    estimator = PoseEstimator(onnx_path, threads=threads, providers=providers, require_metadata=True)
-    check_consistent(estimator.metadata, card, source=str(onnx_path))
-    estimator.card = card
-    return estimator
+    return PoseEstimator.from_reference(ref, precision=precision, threads=threads, providers=providers)
 
 
 def resolve(name_or_path: str | os.PathLike, *, precision: str = "fp32",

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..card import Card
 from ..errors import CheckpointError, ModelNotFoundError, UnknownModelError
 from ..io import recover_dir
-from ..release import CONFIG, ONNX_DIR, ONNX_FILES, WEIGHTS, find_model, has_card, has_checkpoint
+from ..release import CONFIG, ONNX_DIR, ONNX_FILES, ONNX_PATHS, WEIGHTS, find_model, has_card, has_checkpoint
 
 CHECKPOINT_FILES = f"{WEIGHTS} and {CONFIG}"
 
@@ -47,12 +47,20 @@ class ModelRef:
         return self.file is None and has_checkpoint(self.folder)
 
     @property
+    def has_onnx(self) -> bool:
+        """True when the reference names a model file or its folder holds an ONNX export."""
+        return self.file is not None or any((self.folder / p).is_file() for p in ONNX_PATHS)
+
+    @property
     def verified(self) -> bool:
         """False only for a model file with no card beside it: its privacy claim is its own."""
         return self.file is None or has_card(self.file)
 
     def checkpoint(self, *, command: str, needs: str = "a checkpoint with weights") -> Path:
         """The checkpoint folder, or :class:`CheckpointError` saying in one line what this reference lacks."""
+        if not self.has_weights and not self.has_onnx:
+            missing = " or ".join(n for n in (CONFIG, WEIGHTS) if not (self.folder / n).is_file())
+            raise CheckpointError(f"{self.source} is not a checkpoint directory (no {missing})")
         if not self.has_weights:
             kind = "a model file" if self.file is not None else "an ONNX-only model"
             raise CheckpointError(f"{command} needs {needs} ({CHECKPOINT_FILES}); {self.source} is {kind}: it can "
