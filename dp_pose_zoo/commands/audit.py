@@ -99,6 +99,7 @@ def run(args) -> int:
         raise AuditError(f"--confidence must be in [0.5, 1); got {args.confidence}")
     if args.batch_size < 1:
         raise AuditError(f"--batch-size must be at least 1; got {args.batch_size}")
+    folders = {checkpoint: _checkpoint(checkpoint, "audit") for checkpoint in args.checkpoints}  # before the data
     members, non_members = load_dataset(data_spec(args.members)), load_dataset(data_spec(args.non_members))
     if min(len(members), len(non_members)) < MIN_PEOPLE:
         raise AuditError(f"an audit needs at least {MIN_PEOPLE} members and {MIN_PEOPLE} non-members; got "
@@ -112,7 +113,7 @@ def run(args) -> int:
     reference_losses: dict[Path, tuple] = {}
     status = 0
     for checkpoint in args.checkpoints:
-        model, config = load_model(_checkpoint(checkpoint, "audit"))
+        model, config = load_model(folders[checkpoint])
         key = (tuple(model.config.input_size), model.config.split_ratio)
         if key not in crops:
             crops[key] = (crop_batches(members, model, batch_size=args.batch_size),

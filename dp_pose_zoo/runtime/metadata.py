@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import PurePath
 from typing import Any
+
+import numpy as np
 
 from ..errors import CheckpointError
 
@@ -29,17 +32,24 @@ _NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` for strict JSON: non-finite floats spelled ``"inf"`` / ``"-inf"`` / ``"nan"``, in dicts and lists too.
+    """``value`` for strict JSON: non-finite floats spelled ``"inf"`` / ``"-inf"`` / ``"nan"``, in dicts and lists
+    too; numpy values as Python's, paths as text.
 
     The one spelling of the project's JSON outputs (metadata, ``zoo list``, ``audit``): a non-private
     model's epsilon is ``"inf"`` everywhere.
     """
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, PurePath):
+        return str(value)
     return value
 
 
