@@ -13,6 +13,7 @@ import math
 import os
 import subprocess
 import sys
+from functools import partial
 
 from . import __version__
 from .commands import audit, card, demo, export, infer, privacy, zoo
@@ -121,8 +122,7 @@ def _cmd_eval(args) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1; got {args.batch_size}")
     ref = resolve_reference(args.checkpoint, precision=args.precision)
-    on_onnx = args.precision == "int8" or (not ref.has_weights and ref.has_onnx)
-    runtime = "onnx" if on_onnx else "torch"
+    runtime = "onnx" if args.precision == "int8" or (not ref.has_weights and ref.has_onnx) else "torch"
     # The model opens (and its hashes are checked) before the data set is read.
     predict = _torch_predictor(ref) if runtime == "torch" else _onnx_predictor(ref, args.precision)
     loaded = load_dataset(args.data)
@@ -149,18 +149,14 @@ def _cmd_eval(args) -> int:
 
 def _torch_predictor(ref):
     """A checkpoint's model on torch, as training evaluates it (the ``[train]`` extra)."""
-    from functools import partial
-
     from .training.checkpoint import load_model
     from .training.evaluate import predict
 
-    return partial(predict, load_model(ref.checkpoint(command="eval on torch"))[0])
+    return partial(predict, load_model(ref.checkpoint(command="eval"))[0])
 
 
 def _onnx_predictor(ref, precision: str):
     """An ONNX model on the torch-free runtime, verified as ``infer`` verifies it."""
-    from functools import partial
-
     from .runtime.evaluate import predict_onnx
     from .runtime.pretrained import open_estimator
 

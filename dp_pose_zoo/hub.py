@@ -38,9 +38,8 @@ from pathlib import Path
 
 from .card import Card
 from .errors import CardError, CheckpointError, DPPoseZooError, HubError, IntegrityError, UnknownModelError
-# The release layout and its verification live in .release; these names stay importable from here.
-from .release import CARD, NEVER_SHIP, RELEASE_FILES, WEIGHTS, check_release, release_files, stamped_card, \
-    verify_folder  # noqa: F401
+# The release layout and its verification are .release's (stamped_card stays importable from here).
+from .release import CARD, NEVER_SHIP, RELEASE_FILES, stamped_card, verify_folder
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import math
 import sys
 from pathlib import Path
 
 from ..skeleton import DEFAULT_KPT_THR
-
-log = logging.getLogger(__name__)
 
 RUNS_ROOT = Path("runs") / "infer"
 

@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Sequence
 
 from ..card import Card
-# Kept importable from here: the release layout's verification of one model file.
-from ..release import ONNX_FILES, card_for, check_consistent, find_model, has_card, model_folder  # noqa: F401
 from .pose_estimator import PoseEstimator
 from .reference import ModelRef, resolve_reference
 
