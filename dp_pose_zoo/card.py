@@ -33,6 +33,7 @@ from typing import Any, Mapping
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .checks import is_real
 from .errors import CardError
 
 def epsilon_up(epsilon: float, quantum: Decimal) -> Decimal:
@@ -282,10 +283,6 @@ def load_card(path: str | Path) -> Card:
     return validate_card(card_from_text(text, source=str(path)), source=str(path))
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def validate_card(card: Card, *, source: str = "model card") -> Card:
     """Return ``card`` if its privacy claim is complete and consistent; raise :class:`CardError` otherwise."""
     p = card.privacy
@@ -293,14 +290,14 @@ def validate_card(card: Card, *, source: str = "model card") -> Card:
     if p.method not in METHODS:
         problems.append(f"privacy.method {p.method!r} is not one of {', '.join(METHODS)}")
     elif p.method == "non-private":
-        if not (_number(p.epsilon) and math.isinf(p.epsilon) and p.epsilon > 0):
+        if not (is_real(p.epsilon) and math.isinf(p.epsilon) and p.epsilon > 0):
             problems.append(f"a non-private card must say epsilon .inf, not {p.epsilon!r}")
     else:
-        if not (_number(p.epsilon) and math.isfinite(p.epsilon) and p.epsilon > 0):
+        if not (is_real(p.epsilon) and math.isfinite(p.epsilon) and p.epsilon > 0):
             problems.append(f"privacy.epsilon must be a finite number > 0 for {p.method}, got {p.epsilon!r}")
-        if not (_number(p.delta) and 0 < p.delta < 1):
+        if not (is_real(p.delta) and 0 < p.delta < 1):
             problems.append(f"privacy.delta must be a number in (0, 1) for {p.method}, got {p.delta!r}")
-        if not (_number(p.clipping_norm) and math.isfinite(p.clipping_norm) and p.clipping_norm > 0):
+        if not (is_real(p.clipping_norm) and math.isfinite(p.clipping_norm) and p.clipping_norm > 0):
             problems.append(f"privacy.clipping_norm (C) must be a number > 0 for {p.method}, got {p.clipping_norm!r}")
         if p.method == "pdp-sgd" and not (isinstance(p.public_data, dict) and p.public_data.get("disjoint") is True):
             problems.append("a pdp-sgd card must name its public data with disjoint: true")

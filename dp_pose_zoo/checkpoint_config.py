@@ -12,31 +12,20 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .checks import is_int, is_real
 from .errors import CheckpointError, RecipeError
+# A checkpoint's file names are the release layout's (JOURNAL: the privacy ledger's crash-proof journal).
+from .release import CARD, CONFIG, JOURNAL, TRAINING_STATE, WEIGHTS  # noqa: F401
 from .skeleton import NUM_JOINTS
 
 FORMAT_VERSION = 1
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
-CARD = "README.md"
-TRAINING_STATE = "training_state.pt"
-JOURNAL = "privacy_journal.jsonl"  # the privacy ledger's crash-proof journal (training/ledger.py)
 
 NORMS = ("frozen-bn", "group-norm")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -52,17 +41,17 @@ class ModelConfig:
 
     def __post_init__(self):
         size = self.input_size
-        if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_int(v) and v > 0 for v in size)
+        if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(is_int(v) and v > 0 for v in size)
                 and not any(v % 32 for v in size)):
             raise RecipeError(f"input_size must be (height, width), multiples of 32; got {size!r}")
         self.input_size = tuple(int(v) for v in size)
         if not isinstance(self.backbone, str):
             raise RecipeError(f"backbone must be a timm model name; got {self.backbone!r}")
-        if not (_is_real(self.split_ratio) and math.isfinite(self.split_ratio) and self.split_ratio > 0):
+        if not (is_real(self.split_ratio) and math.isfinite(self.split_ratio) and self.split_ratio > 0):
             raise RecipeError(f"split_ratio must be a finite number > 0; got {self.split_ratio!r}")
-        if self.num_joints != NUM_JOINTS or not _is_int(self.num_joints):
+        if self.num_joints != NUM_JOINTS or not is_int(self.num_joints):
             raise RecipeError(f"num_joints must be {NUM_JOINTS} (MPII's skeleton); got {self.num_joints!r}")
-        if not (_is_int(self.upsample) and self.upsample >= 1):
+        if not (is_int(self.upsample) and self.upsample >= 1):
             raise RecipeError(f"upsample must be an integer >= 1; got {self.upsample!r}")
         if self.norm not in NORMS:
             raise RecipeError(f"norm must be one of {NORMS}; got {self.norm!r}")
@@ -105,7 +94,7 @@ def check_config(config: object, source: str, *, require: tuple[str, ...] = ()) 
         problems.append(f"weights_sha256 must be 64 lowercase hex digits, got {config['weights_sha256']!r}")
     if isinstance(config.get("progress"), dict):
         problems += [f"progress.{k} must be an integer >= 0, got {config['progress'].get(k)!r}" for k in _PROGRESS
-                     if not (_is_int(config["progress"].get(k)) and config["progress"][k] >= 0)]
+                     if not (is_int(config["progress"].get(k)) and config["progress"][k] >= 0)]
     metrics = config.get("metrics")
     if isinstance(metrics, dict) and not isinstance(metrics.get("history", []), list):
         problems.append(f"metrics.history must be a list, got {type(metrics['history']).__name__}")
@@ -130,9 +119,9 @@ def _privacy_problems(privacy: object) -> list[str]:
     if not isinstance(privacy, dict):
         return [f"privacy must be an object or null, got {type(privacy).__name__}"]
     problems = [f"privacy.{k} must be a number, got {privacy[k]!r}" for k in _PRIVACY_REALS
-                if privacy.get(k) is not None and not _is_real(privacy[k])]
+                if privacy.get(k) is not None and not is_real(privacy[k])]
     problems += [f"privacy.{k} must be an integer, got {privacy[k]!r}" for k in _PRIVACY_INTS
-                 if k in privacy and not _is_int(privacy[k])]
+                 if k in privacy and not is_int(privacy[k])]
     problems += [f"privacy.{k} must be an object, got {type(privacy[k]).__name__}" for k in ("ledger", "journal")
                  if k in privacy and not isinstance(privacy[k], dict)]
     return problems

@@ -13,10 +13,11 @@ import math
 import os
 import subprocess
 import sys
+from functools import partial
 
 from . import __version__
 from .commands import audit, card, demo, export, infer, privacy, zoo
-from .errors import DatasetError, DPPoseZooError
+from .errors import DatasetError, DPPoseZooError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +30,17 @@ EPILOG_TRAIN = """examples:
   dp-pose train --recipe training/recipes/lsp_public_pretrain.yaml --precision bf16 --device cpu
 """
 EPILOG_EVAL = """examples:
-  dp-pose eval runs/full --data synthpose:private-test
+  dp-pose eval runs/full --data synthpose:private-test          # a checkpoint: on torch ([train] extra)
   dp-pose eval runs/full --data mpii:/data/mpii --json
   dp-pose eval runs/full --data coco:../shared/data/coco-mini/annotations/person_keypoints_val2017.json
+  dp-pose eval default --data mpii:/data/mpii/annotations/mpii_test.json   # an ONNX model: torch-free
+  dp-pose eval OWNER/REPO --precision int8 --data synthpose:private-test   # a Hub release's INT8 export
+  dp-pose eval runs/full/onnx/model.onnx --data synthpose:private-test
+
+MODEL is any model reference: 'default', OWNER/REPO[@rev], a checkpoint or export folder, or a
+model file. A checkpoint (model.safetensors + config.json) runs on torch, as training evaluates it;
+anything else, and --precision int8, runs its ONNX on the torch-free runtime with the same crops
+and decoding.
 
 The MPII table (Head ... Ankle, Mean, Mean@0.1), then PCKh@0.5 and @0.1 over the
 12 limb joints (no head top, upper neck, pelvis or thorax). People without a head
@@ -60,7 +69,7 @@ def _cmd_train(args) -> int:
 
     logging.getLogger("dp_pose_zoo").setLevel(logging.INFO)  # calibration and privacy spent are for the user
     if args.stop_after_epochs is not None and args.stop_after_epochs < 1:
-        raise _usage(f"--stop-after-epochs must be at least 1; got {args.stop_after_epochs}")
+        raise UsageError(f"--stop-after-epochs must be at least 1; got {args.stop_after_epochs}")
     if args.resume:
         # How to run (device, precision, loader processes) may change on resume, e.g. on another machine; what
         # to run may not.
@@ -69,7 +78,7 @@ def _cmd_train(args) -> int:
                     stop_after_epochs=args.stop_after_epochs, execution=how)
     else:
         if not args.recipe:
-            raise _usage("train needs --recipe R.yaml (or --resume DIR)")
+            raise UsageError("train needs --recipe R.yaml (or --resume DIR)")
         overrides = {key: getattr(args, dest) for dest, key in _RECIPE_OVERRIDES.items()}
         # --epsilon replaces a recipe's fixed noise multiplier, and --noise-multiplier its target epsilon.
         if args.epsilon is not None and args.noise_multiplier is None:
@@ -86,29 +95,36 @@ def _cmd_train(args) -> int:
 
 def _launch_distributed(args) -> int:
     """Re-run this train command under torchrun with ``--nproc`` processes."""
-    argv = [a for a in sys.argv[1:] if a != "train"]
-    cleaned, skip = [], False
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+           "-m", "dp_pose_zoo", *torchrun_args(args.argv)]
+    return subprocess.call(cmd)
+
+
+def torchrun_args(argv: list[str]) -> list[str]:
+    """What each process's ``python -m dp_pose_zoo`` gets: this command line as given, without ``--nproc``
+    (each process is one of them); a value spelled ``train`` (``--out train``) stays what it was."""
+    kept, skip = [], False
     for a in argv:
         if skip:
             skip = False
         elif a == "--nproc":
             skip = True
         elif not a.startswith("--nproc="):
-            cleaned.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
-           "-m", "dp_pose_zoo.training", *cleaned]
-    return subprocess.call(cmd)
+            kept.append(a)
+    return kept
 
 
 def _cmd_eval(args) -> int:
     from .datasets import load_dataset
     from .metrics import format_limb_line, format_pckh_table, limb_pckh, pckh_table
-    from .training.checkpoint import load_model
-    from .training.evaluate import predict
+    from .runtime.reference import resolve_reference
 
     if args.batch_size < 1:
-        raise _usage(f"--batch-size must be at least 1; got {args.batch_size}")
-    model, _ = load_model(args.checkpoint)
+        raise UsageError(f"--batch-size must be at least 1; got {args.batch_size}")
+    ref = resolve_reference(args.checkpoint, precision=args.precision)
+    runtime = "onnx" if args.precision == "int8" or (not ref.has_weights and ref.has_onnx) else "torch"
+    # The model opens (and its hashes are checked) before the data set is read.
+    predict = _torch_predictor(ref) if runtime == "torch" else _onnx_predictor(ref, args.precision)
     loaded = load_dataset(args.data)
     dataset = loaded.with_head_boxes()
     left_out = len(loaded) - len(dataset)
@@ -117,19 +133,34 @@ def _cmd_eval(args) -> int:
     if left_out:
         logger.warning("%d of %d people in %s have no head box and are left out of PCKh", left_out, len(loaded),
                        args.data)
-    pred, _ = predict(model, dataset, batch_size=args.batch_size, progress=not args.json)
+    pred, _ = predict(dataset, batch_size=args.batch_size, progress=not args.json)
     truth = dataset.ground_truth()
     table = pckh_table(pred, *truth)
     limbs = limb_pckh(pred, *truth)
     if args.json:
-        figures = {**table, **limbs}
-        print(json.dumps({"checkpoint": str(args.checkpoint), "data": args.data, "people": len(dataset),
-                          "people_without_head_box": left_out,
-                          "pckh": {k: (None if math.isnan(v) else round(v, 4)) for k, v in figures.items()}}))
+        print(json.dumps({"checkpoint": str(args.checkpoint), "runtime": runtime, "precision": args.precision,
+                          "data": args.data, "people": len(dataset), "people_without_head_box": left_out,
+                          "pckh": {k: (None if math.isnan(v) else round(v, 4)) for k, v in {**table, **limbs}.items()}}))
     else:
         print(format_pckh_table(table, title=f"PCKh on {args.data} ({len(dataset)} people)"))
         print(format_limb_line(limbs))
     return 0
+
+
+def _torch_predictor(ref):
+    """A checkpoint's model on torch, as training evaluates it (the ``[train]`` extra)."""
+    from .training.checkpoint import load_model
+    from .training.evaluate import predict
+
+    return partial(predict, load_model(ref.checkpoint(command="eval"))[0])
+
+
+def _onnx_predictor(ref, precision: str):
+    """An ONNX model on the torch-free runtime, verified as ``infer`` verifies it."""
+    from .runtime.evaluate import predict_onnx
+    from .runtime.pretrained import open_estimator
+
+    return partial(predict_onnx, open_estimator(ref, precision=precision))
 
 
 def _cmd_synth(args) -> int:
@@ -138,14 +169,6 @@ def _cmd_synth(args) -> int:
     out = write_split(args.out, domain=args.domain, n=args.n, seed=args.seed, split=args.split, progress=True)
     print(f"wrote {args.n} {args.domain} people to {out}")
     return 0
-
-
-class _UsageError(DPPoseZooError, ValueError):
-    pass
-
-
-def _usage(message: str) -> _UsageError:
-    return _UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,8 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="print a checkpoint's PCKh on a data set", epilog=EPILOG_EVAL, formatter_class=fmt)
-    p.add_argument("checkpoint", help="a checkpoint directory")
+    p = sub.add_parser("eval", help="print a model's PCKh on a data set", epilog=EPILOG_EVAL, formatter_class=fmt)
+    p.add_argument("checkpoint", metavar="MODEL",
+                   help="'default', OWNER/REPO[@rev], a checkpoint or export folder, or a .onnx file")
+    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                   help="int8 evaluates the model's INT8 ONNX (default: %(default)s; a checkpoint runs on torch)")
     p.add_argument("--data", default="synthpose:private-test",
                    help="synthpose:<domain>-<split>[:N], mpii:PATH or coco:PATH (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -229,8 +255,10 @@ class _CliFormatter(logging.Formatter):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv  # `train --nproc N` relaunches exactly these under torchrun
     root = logging.getLogger()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_CliFormatter(args.command))

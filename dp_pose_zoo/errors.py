@@ -54,6 +54,10 @@ class UnknownModelError(DPPoseZooError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ModelNotFoundError(UnknownModelError, FileNotFoundError):
+    """A model reference names a path (a checkpoint or export folder, a model file) that is not there."""
+
+
 class DefaultModelMissingError(DPPoseZooError, FileNotFoundError):
     """The embedded default model is not in this install (or not where DP_POSE_ZOO_DEFAULT_DIR points)."""
 
@@ -72,6 +76,10 @@ class SourceError(DPPoseZooError, OSError):
 
 class SourceNotFoundError(SourceError, FileNotFoundError):
     """A source path (or glob) matches nothing."""
+
+
+class UsageError(DPPoseZooError, ValueError):
+    """A command-line argument out of its range (``--det-every 0``); the CLI's one line and exit 2."""
 
 
 class DetectorError(DPPoseZooError, ValueError):

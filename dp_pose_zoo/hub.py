@@ -11,7 +11,7 @@ complete privacy claim, ``model.safetensors`` must hash to the card's
 ``weights_sha256``, and every other file to the card's ``files`` map; a weights
 file no hash covers is refused too. Then the card must agree with the files,
 as loading and pushing check it: ``config.json``'s ledger and every ONNX's
-metadata must name the same weights, method and epsilon (:func:`check_release`).
+metadata must name the same weights, method and epsilon (``release.verify_folder``).
 On any failure the snapshot folder and the blobs it pointed to are deleted, so
 neither a retry nor HF_HUB_OFFLINE=1 can pick up what was refused.
 
@@ -28,31 +28,21 @@ journal never leave the machine, and nothing here can unpickle a file.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from fnmatch import fnmatch
 from pathlib import Path
 
-from .card import Card, FileHash, load_card
+from .card import Card
 from .errors import CardError, CheckpointError, DPPoseZooError, HubError, IntegrityError, UnknownModelError
-from .io import sha256_file
+# The release layout and its verification are .release's (stamped_card stays importable from here).
+from .release import CARD, NEVER_SHIP, RELEASE_FILES, stamped_card, verify_folder
 
 log = logging.getLogger(__name__)
 
-CARD = "README.md"
-WEIGHTS = "model.safetensors"
-# What a release holds, at the top (a checkpoint or a bare export folder) or under onnx/ (a checkpoint's exports).
-RELEASE_FILES = ("README.md", "config.json", "model.safetensors", "model.onnx", "model.int8.onnx", "parity.json",
-                 "onnx/model.onnx", "onnx/model.int8.onnx", "onnx/parity.json")
-# Never shipped, whatever a future RELEASE_FILES says: the secret seed, the journal, anything pickled, dotfiles.
-NEVER_SHIP = ("training_state.pt", "privacy_journal.jsonl", "*.pt", "*.pth", "*.bin", "*.pkl", "*.pickle", ".*")
-_WEIGHTS_SUFFIXES = (".safetensors", ".onnx")
 # The shape of a Hub reference; parse_repo_ref then validates the id and the revision.
 _REPO_REF = re.compile(r"^(?P<repo>[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*)(?:@(?P<rev>[^@]*))?$")
 # A branch, tag or commit name: names of letters, digits, '.', '_', '-', '+' joined by '/', none starting
@@ -102,99 +92,6 @@ def check_revision(revision: str, *, source: str | None = None) -> str:
                                 "commit name (letters, digits, '.', '_', '-', '+', parts joined by '/', none "
                                 "starting with '.', no '..')")
     return revision
-
-
-# -- what a release ships ---------------------------------------------------------------------
-def release_files(folder: str | Path) -> list[str]:
-    """The paths under ``folder`` a push uploads (README.md first), never a NEVER_SHIP one."""
-    folder = Path(folder)
-    found = [p for p in RELEASE_FILES if (folder / p).is_file()]
-    return [p for p in found if not any(fnmatch(Path(p).name, pat) for pat in NEVER_SHIP)]
-
-
-def stamped_card(folder: str | Path) -> Card:
-    """The folder's card with the ``files`` map of what it ships.
-
-    Refuses a release that contradicts its card: weights that hash otherwise,
-    a ``config.json`` ledger with another method or epsilon, an ONNX export of
-    other weights or with another privacy block (:func:`check_release`).
-    """
-    folder = Path(folder)
-    card = load_card(folder / CARD)
-    files = [p for p in release_files(folder) if p != CARD]
-    if not any(p.endswith(_WEIGHTS_SUFFIXES) for p in files):
-        raise CheckpointError(f"{folder} has no weights to ship (model.safetensors or an ONNX export)")
-    hashes = {p: FileHash(sha256_file(folder / p), (folder / p).stat().st_size) for p in files}
-    if WEIGHTS in hashes and hashes[WEIGHTS].sha256 != card.weights_sha256:
-        raise IntegrityError(f"{folder / WEIGHTS} does not match the card's weights_sha256: "
-                             "the weights changed after the card was written")
-    check_release(card, folder)
-    return card.with_files(hashes)
-
-
-def check_release(card: Card, folder: Path) -> None:
-    """Refuse a card that contradicts the folder's config.json (the ledger) or its ONNX exports."""
-    config_path = folder / "config.json"
-    if config_path.is_file():
-        try:
-            config = json.loads(config_path.read_text())
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{config_path} is not valid JSON: {e}") from None
-        if config.get("weights_sha256") != card.weights_sha256:
-            raise CardError(f"{folder}: the card's weights_sha256 differs from config.json's")
-        method = (config.get("recipe") or {}).get("method")
-        if method is not None and method != card.privacy.method:
-            raise CardError(f"{folder}: the card says method {card.privacy.method}, the recipe {method}")
-        ledger_eps = (config.get("privacy") or {}).get("epsilon")
-        if ledger_eps is not None and not math.isclose(ledger_eps, card.privacy.epsilon, rel_tol=1e-9):
-            raise CardError(f"{folder}: the card says epsilon {card.privacy.epsilon}, the ledger {ledger_eps}")
-    for name in ("model.onnx", "model.int8.onnx", "onnx/model.onnx", "onnx/model.int8.onnx"):
-        if (folder / name).is_file():
-            from .runtime.onnx_model import OnnxModel
-            from .runtime.pretrained import check_consistent
-
-            model = OnnxModel(folder / name, require_metadata=True)
-            check_consistent(model.metadata, card, source=str(folder / name))
-
-
-def verify_folder(folder: str | Path, *, source: str | None = None) -> Card:
-    """The folder's card if every file in it matches the card's hashes and agrees with its claim.
-
-    :class:`IntegrityError` for a file that hashes otherwise; then, once every weights file is known
-    to be the card's (so onnxruntime parses no unchecked bytes), the consistency check loading and
-    pushing run (:func:`check_release`): a card relabelled epsilon 0.1 over a ledger and ONNX
-    metadata of 1.0 hashes fine but is refused.
-    """
-    folder = Path(folder)
-    source = source or str(folder)
-    if not (folder / CARD).is_file():
-        raise CardError(f"{source} has no model card ({CARD}); refusing a checkpoint that makes no claim")
-    card = load_card(folder / CARD)
-    present = [p for p in release_files(folder) if p != CARD]
-    if not any(p.endswith(_WEIGHTS_SUFFIXES) for p in present):
-        raise CheckpointError(f"{source} has no weights (model.safetensors or an ONNX export)")
-    bad = _mismatches(folder, card, present)
-    if bad:
-        raise IntegrityError(f"{source}: {'; '.join(bad)}")
-    check_release(card, folder)
-    return card
-
-
-def _mismatches(folder: Path, card: Card, present: list[str]) -> list[str]:
-    bad = []
-    for path in present:
-        expected = card.files.get(path)
-        if path == WEIGHTS and expected is None:
-            expected = FileHash(card.weights_sha256, (folder / path).stat().st_size)
-        if expected is None:
-            if path.endswith(_WEIGHTS_SUFFIXES):
-                bad.append(f"{path} is not covered by the card's hashes")
-            continue
-        if path == WEIGHTS and expected.sha256 != card.weights_sha256:
-            bad.append(f"the card's files map and weights_sha256 disagree on {path}")
-        elif sha256_file(folder / path) != expected.sha256:
-            bad.append(f"{path} does not match the sha256 in the card (tampered or damaged)")
-    return bad
 
 
 # -- pull -------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ Torch-free: runtime layer.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +25,14 @@ from typing import Any
 
 from .card import LIBRARY_NAME, ZOO_TAG, Card, card_from_text, load_card, validate_card
 from .errors import CardError, DefaultModelMissingError, DPPoseZooError, HubError
+from .release import CARD, ONNX_FILES, ONNX_PATHS, WEIGHTS
+from .runtime.metadata import json_safe
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DIR_ENV = "DP_POSE_ZOO_DEFAULT_DIR"
 PACKAGED_DEFAULT = Path(__file__).parent / "zoo_data" / "default"
-_RUNTIME_WEIGHTS = ("onnx/model.onnx", "model.onnx", "onnx/model.int8.onnx", "model.int8.onnx", "model.safetensors")
+_RUNTIME_WEIGHTS = (*ONNX_PATHS, WEIGHTS)
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class ZooEntry:
         pckh = self.card.pckh or {}
         return {
             "name": self.name, "card_name": self.card.name, "method": p.method,
-            "epsilon": "inf" if isinstance(p.epsilon, float) and math.isinf(p.epsilon) else p.epsilon,
+            "epsilon": json_safe(p.epsilon),
             "delta": p.delta, "clipping_norm": p.clipping_norm, "strategy": p.strategy,
             "data": self.card.train_data, "pckh": pckh.get("Mean"), "pckh@0.1": pckh.get("Mean@0.1"),
             "eval_data": self.card.eval_data, "size": self.size, "where": list(self.where),
@@ -62,7 +63,7 @@ class ZooEntry:
 def default_dir() -> Path:
     """Where the embedded default lives; :class:`DefaultModelMissingError` if it is not there."""
     folder = Path(os.environ.get(DEFAULT_DIR_ENV) or PACKAGED_DEFAULT)
-    if not (folder / "model.onnx").is_file() or not (folder / "README.md").is_file():
+    if not (folder / ONNX_FILES["fp32"]).is_file() or not (folder / CARD).is_file():
         source = f"{DEFAULT_DIR_ENV}={folder}" if os.environ.get(DEFAULT_DIR_ENV) else str(folder)
         raise DefaultModelMissingError(
             f"the embedded default model is missing ({source} needs model.onnx and README.md); reinstall "
@@ -90,7 +91,7 @@ def cached_entries(*, cache_dir: str | Path | None = None) -> list[ZooEntry]:
             continue
         revisions = sorted(repo.revisions, key=lambda r: ("main" not in r.refs, -r.last_modified))
         for rev in revisions:
-            card = _our_card(rev.snapshot_path / "README.md")
+            card = _our_card(rev.snapshot_path / CARD)
             if card is None or _weights_size(rev.snapshot_path, None) is None:
                 continue
             entries.append(ZooEntry(repo.repo_id, card, ("cache",), path=rev.snapshot_path,
@@ -111,7 +112,7 @@ def hub_entries(*, search: str | None = None, author: str | None = None, limit: 
     entries = []
     for model in models:
         try:
-            path = hf_hub_download(model.id, "README.md", revision=model.sha)
+            path = hf_hub_download(model.id, CARD, revision=model.sha)
         except (HfHubHTTPError, OSError) as e:
             log.warning("%s: cannot fetch its card: %s", model.id, str(e).splitlines()[0])
             continue

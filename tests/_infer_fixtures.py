@@ -27,6 +27,16 @@ def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
     return export_onnx(model, tmp_path_factory.mktemp("infer-onnx") / "model.onnx", metadata=meta)
 
 
+@pytest.fixture(scope="session")
+def tiny_export(tiny_checkpoint, tiny_onnx, tmp_path_factory) -> Path:
+    """An export folder without weights (a release of ONNX alone): the tiny model's ``model.onnx`` and card."""
+    folder = tmp_path_factory.mktemp("tiny-export") / "export"
+    folder.mkdir()
+    shutil.copyfile(tiny_onnx, folder / "model.onnx")
+    shutil.copyfile(tiny_checkpoint / "README.md", folder / "README.md")
+    return folder
+
+
 def run_cli(argv: list[str]) -> int:
     """``dp-pose ARGV`` in-process; registers ``infer`` if cli.py does not (yet) wire it."""
     from dp_pose_zoo import cli

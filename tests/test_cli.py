@@ -122,3 +122,19 @@ def test_train_flags_override_the_recipe(capsys, tmp_path):
     assert (r["method"], r["epsilon"], r["noise_multiplier"], r["delta"], r["clipping_norm"]) == (
         "dp-sgd", 4.0, None, 1e-3, 0.5)
     assert config["privacy"]["epsilon"] <= 4.0 and config["privacy"]["noise_multiplier"] > 0
+
+
+def test_train_nproc_relaunches_the_given_argv_without_nproc(monkeypatch):
+    """main(argv) is what is relaunched, whatever sys.argv holds, and a value spelled ``train`` stays."""
+    from dp_pose_zoo import cli
+
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.setattr(sys, "argv", ["dp-pose", "eval", "elsewhere"])
+    argv = ["-v", "train", "--recipe", "train", "--out", "train", "--nproc", "2", "--epochs", "3"]
+    assert main(argv) == 0
+    (cmd,) = calls
+    assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"] and "--nproc_per_node=2" in cmd
+    assert cmd[cmd.index("--nproc_per_node=2") + 1:] == ["-m", "dp_pose_zoo", "-v", "train", "--recipe", "train",
+                                                         "--out", "train", "--epochs", "3"]
+    assert cli.torchrun_args(["train", "--nproc=4", "--out", "runs/train"]) == ["train", "--out", "runs/train"]

@@ -36,6 +36,7 @@ from dp_pose_zoo.errors import SourceError, UnknownModelError
 from dp_pose_zoo.pipeline import InferOptions, render, run_inference
 from dp_pose_zoo.smoothing import PoseSmoother
 from dp_pose_zoo.tracking import PoseTracker
+from dp_pose_zoo.release import ONNX_FILES, ONNX_PATHS
 from dp_pose_zoo.zoo import list_zoo
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ ANONYMIZE_CHOICES: tuple[str, ...] = ("off", "blur", "pixelate", "skeleton")
 PEOPLE_CHOICES: dict[str, str] = {"detect": "auto", "whole frame": "full"}
 UPLOAD_MAX_FRAMES = 300
 UPLOAD_KEEP_SECONDS = 3600.0  # outputs of an upload are deleted after this (see prune_uploads)
-_ONNX_NAMES = ("onnx/model.onnx", "model.onnx")
+_ONNX_NAMES = tuple(p for p in ONNX_PATHS if p.endswith(ONNX_FILES["fp32"]))  # the release layout's fp32 files
 
 
 # -- the zoo as dropdown choices --------------------------------------------------------------------

@@ -46,8 +46,9 @@ def add_parser(subparsers) -> None:
                     "against a reference model) and turn the attack's TPR/FPR into a lower bound on epsilon.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("checkpoints", nargs="+", metavar="CKPT",
-                   help="checkpoint directories (from dp-pose train); several share the crops and references")
+    p.add_argument("checkpoints", nargs="+", metavar="MODEL",
+                   help="checkpoints with weights (from dp-pose train), as folders or OWNER/REPO[@rev]; several "
+                        "share the crops and references")
     p.add_argument("--members", required=True, help="people in the training data (spec or directory)")
     p.add_argument("--non-members", required=True, help="people from the same distribution, never trained on")
     p.add_argument("--reference", help="a checkpoint that never saw the members; 'none' to skip "
@@ -77,9 +78,16 @@ def _reference_dir(args, config: dict) -> Path | None:
     if args.reference and args.reference.lower() == "none":
         return None
     if args.reference:
-        return Path(args.reference)
+        return _checkpoint(args.reference, "an audit's reference")
     init = (config.get("recipe") or {}).get("init")
     return Path(init) if init and (Path(init) / "model.safetensors").exists() else None
+
+
+def _checkpoint(reference: str, command: str) -> Path:
+    """The checkpoint a model reference names: an attack needs the weights' losses, not an ONNX model's."""
+    from ..runtime.reference import resolve_reference
+
+    return resolve_reference(reference).checkpoint(command=command)
 
 
 def run(args) -> int:
@@ -91,6 +99,7 @@ def run(args) -> int:
         raise AuditError(f"--confidence must be in [0.5, 1); got {args.confidence}")
     if args.batch_size < 1:
         raise AuditError(f"--batch-size must be at least 1; got {args.batch_size}")
+    folders = {checkpoint: _checkpoint(checkpoint, "audit") for checkpoint in args.checkpoints}  # before the data
     members, non_members = load_dataset(data_spec(args.members)), load_dataset(data_spec(args.non_members))
     if min(len(members), len(non_members)) < MIN_PEOPLE:
         raise AuditError(f"an audit needs at least {MIN_PEOPLE} members and {MIN_PEOPLE} non-members; got "
@@ -104,7 +113,7 @@ def run(args) -> int:
     reference_losses: dict[Path, tuple] = {}
     status = 0
     for checkpoint in args.checkpoints:
-        model, config = load_model(checkpoint)
+        model, config = load_model(folders[checkpoint])
         key = (tuple(model.config.input_size), model.config.split_ratio)
         if key not in crops:
             crops[key] = (crop_batches(members, model, batch_size=args.batch_size),
@@ -126,13 +135,15 @@ def run(args) -> int:
 
 def _report(args, checkpoint, config, delta, results, reference_dir, people) -> int:
     """Print one checkpoint's audit; 3 if an attack's bound beats the card's epsilon."""
+    from ..runtime.metadata import json_safe
+
     claimed = (config.get("privacy") or {}).get("epsilon", math.inf)
     violated = [r for r in results if r.epsilon_lower_bound > claimed]
     method = (config.get("recipe") or {}).get("method", "?")
     if args.json:
         # strict JSON, as keypoints.json: a non-private model's epsilon is spelled "inf"
         print(json.dumps({"checkpoint": str(checkpoint), "method": method,
-                          "card_epsilon": claimed if math.isfinite(claimed) else "inf",
+                          "card_epsilon": json_safe(claimed),
                           "delta": delta, "members": args.members, "non_members": args.non_members,
                           "people": list(people), "reference": str(reference_dir) if reference_dir else None,
                           "attacks": [r.to_dict() for r in results], "violated": bool(violated)}), flush=True)

@@ -1,4 +1,4 @@
-"""``dp-pose card DIR``: print a checkpoint's release card, or check it (``--check``).
+"""``dp-pose card MODEL``: print a checkpoint's release card, or check it (``--check``).
 
 Cards are never typed by hand: the trainer writes ``README.md`` from the run's
 recipe, privacy ledger and evaluation. This command checks that card against
@@ -16,18 +16,17 @@ model_cards/NAME.md`` is how a released card gets into ``model_cards/``.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from ..card import Card, format_epsilon
 from ..checkpoint_config import ALL_KEYS, CONFIG, JOURNAL, TRAINING_STATE, check_config, read_config_file
-from ..errors import CheckpointError
 
 EPILOG = """examples:
   dp-pose card runs/demo                          # print the card, stamped with the sha256 of every shipped file
   dp-pose card runs/demo > model_cards/demo.md    # how model_cards/ is filled (never by hand)
   dp-pose card runs/demo --check                  # validate only: one line, exit 0 (or 2 with the reason)
   dp-pose card runs/demo/onnx --check             # an export folder: card vs the ONNX metadata
+  dp-pose card default --check                    # the embedded default
 """
 
 
@@ -37,17 +36,17 @@ def add_parser(subparsers) -> None:
                               description="Check a checkpoint's generated model card against its files and "
                                           "print it with the sha256 of every file a release ships.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dir", metavar="DIR", help="a checkpoint or export folder holding README.md")
+    p.add_argument("dir", metavar="MODEL", help="a checkpoint or export folder holding README.md, or any model "
+                                                "reference: 'default', OWNER/REPO[@rev], a .onnx file")
     p.add_argument("--check", action="store_true", help="validate only; print one summary line")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..hub import stamped_card
+    from ..release import stamped_card
+    from ..runtime.reference import resolve_reference
 
-    folder = Path(args.dir)
-    if not folder.is_dir():
-        raise CheckpointError(f"{folder} is not a directory")
+    folder = resolve_reference(args.dir).folder  # a model file's card is its folder's
     config = read_config_file(folder / CONFIG) if (folder / CONFIG).is_file() else {}  # as eval and resume check it
     card = stamped_card(folder)  # parses, validates, checks the weights, config.json and ONNX exports against it
     journaled = _check_ledger(folder, card, config)

@@ -1,21 +1,34 @@
-"""``dp-pose export``: a checkpoint to ONNX (and INT8 ONNX) with its card and a parity report.
+"""``dp-pose export MODEL``: a checkpoint to ONNX (and INT8 ONNX), or an ONNX model to INT8, with its card
+and a parity report.
 
-torch and onnx (the ``[export]`` extra) are imported only when the command
-runs, so ``dp-pose --help`` stays torch-free.
+A checkpoint is traced with torch (the ``[export]`` extra); any other model
+reference (the embedded default, a Hub release, an export folder, a model
+file) is quantized from its fp32 ONNX with onnxruntime alone (the
+``[quantize]`` extra). Both are imported only when the command runs, so
+``dp-pose --help`` stays torch-free.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from ..runtime.metadata import DEFAULT_OPSET
+
+EXPORT_ROOT = Path("runs") / "export"
 
 EPILOG = """examples:
   dp-pose export runs/demo --format onnx                                  # runs/demo/onnx/model.onnx
   dp-pose export runs/demo --format onnx --int8 --calibration synthpose    # + model.int8.onnx
   dp-pose export runs/demo --int8 --calibration photos/ --boxes full --profile arm64 --out edge/
   dp-pose export runs/demo --int8 --eval-data synthpose:private-test:500 --force --json
+  dp-pose export default --int8 --out edge/default      # an ONNX model: INT8 without torch ([quantize] extra)
+  dp-pose export OWNER/REPO --int8 --profile arm64      # -> runs/export/REPO (model.onnx + model.int8.onnx)
+
+MODEL is any model reference: 'default', OWNER/REPO[@rev], a checkpoint or export folder, or a
+model file. A checkpoint (model.safetensors + config.json) is exported with torch; an ONNX-only
+model can only be quantized (--int8), from its fp32 ONNX.
 
 Profiles (export/profiles/*.yaml): x86-vnni (CPU flags show avx512_vnni or avx_vnni),
 x86-avx2 (AVX2, no VNNI), arm64 (aarch64). INT8 calibration ranges ship inside the model and
@@ -27,14 +40,18 @@ SynthPose's public domain) or on images you may publish.
 def add_parser(subparsers) -> None:
     """Register ``export`` on the ``dp-pose`` subparsers."""
     p = subparsers.add_parser(
-        "export", help="export a checkpoint to ONNX / INT8 ONNX with a parity report",
-        description="Export a checkpoint to ONNX (dynamic batch) and optionally static INT8 (QDQ). Both carry "
-                    "the card's privacy block in their metadata; parity.json reports ORT vs torch.",
+        "export", help="export a checkpoint to ONNX / INT8 ONNX, or quantize an ONNX model, with a parity report",
+        description="Export a checkpoint to ONNX (dynamic batch) and optionally static INT8 (QDQ), or quantize an "
+                    "ONNX model to INT8. Both carry the card's privacy block in their metadata; parity.json "
+                    "reports ORT vs torch (a checkpoint) and INT8 vs fp32.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("checkpoint", help="a checkpoint directory (model.safetensors, config.json, README.md)")
+    p.add_argument("checkpoint", metavar="MODEL",
+                   help="a checkpoint directory (model.safetensors, config.json, README.md), or with --int8 any "
+                        "model reference: 'default', OWNER/REPO[@rev], an export folder, a .onnx file")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default: %(default)s)")
-    p.add_argument("--out", metavar="DIR", help="output directory (default: CHECKPOINT/onnx)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output directory (default: CHECKPOINT/onnx; for an ONNX model runs/export/<name>[-N])")
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                    help="ONNX opset, 17 or later; 20 and later export GELU as one node, which keeps it fused "
@@ -58,12 +75,27 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    """Export, then print the parity report (also stored as parity.json)."""
-    from ..export import export_checkpoint
+    """Export (or quantize), then print the parity report (also stored as parity.json)."""
+    from ..runtime.reference import resolve_reference
 
-    result = export_checkpoint(args.checkpoint, out=args.out, int8=args.int8, calibration=args.calibration,
-                               profile=args.profile, parity_data=args.parity_data, parity_size=args.parity_size,
-                               eval_data=args.eval_data, opset=args.opset, replace=args.force, strict=args.strict)
+    ref = resolve_reference(args.checkpoint)
+    if ref.has_weights or not args.int8:
+        from ..export import export_checkpoint
+
+        result = export_checkpoint(
+            ref.checkpoint(command="export to ONNX", needs="a checkpoint with weights (--int8 quantizes an ONNX "
+                                                          "model)"),
+            out=args.out, int8=args.int8, calibration=args.calibration, profile=args.profile,
+            parity_data=args.parity_data, parity_size=args.parity_size, eval_data=args.eval_data, opset=args.opset,
+            replace=args.force, strict=args.strict)
+    else:
+        from ..export.int8 import quantize_model
+        from .infer import unique_run_dir
+
+        out = Path(args.out) if args.out else unique_run_dir(EXPORT_ROOT / ref.name)
+        result = quantize_model(ref, out, calibration=args.calibration, profile=args.profile,
+                                parity_data=args.parity_data, parity_size=args.parity_size, eval_data=args.eval_data,
+                                replace=args.force, strict=args.strict)
     print(json.dumps(result.report, indent=2) if args.json else format_report(result.report, result.out_dir))
     return 0
 
@@ -71,10 +103,13 @@ def run(args) -> int:
 def format_report(report: dict, out_dir) -> str:
     """The parity report as a few human lines."""
     fp = report["fp32"]
-    lines = [f"exported to {out_dir}",
-             f"fp32 model.onnx vs torch on {fp['crops']} crops ({fp['data']}): max |logit diff| "
-             f"{fp['max_abs_logits']:.3g}, max keypoint diff {fp['max_keypoint_px']:.3g} px "
-             f"[{'ok' if fp['pass'] else 'FAIL'}: bar {fp['bars']['max_keypoint_px']} px]"]
+    if "max_abs_logits" in fp:
+        fp32_line = (f"fp32 model.onnx vs torch on {fp['crops']} crops ({fp['data']}): max |logit diff| "
+                     f"{fp['max_abs_logits']:.3g}, max keypoint diff {fp['max_keypoint_px']:.3g} px "
+                     f"[{'ok' if fp['pass'] else 'FAIL'}: bar {fp['bars']['max_keypoint_px']} px]")
+    else:  # quantized from an ONNX model: no weights to compare with
+        fp32_line = f"fp32 model.onnx: {report['model']}'s, verified against its card"
+    lines = [f"exported to {out_dir}", fp32_line]
     if "int8" in report:
         q = report["int8"]
         vs, pckh = q["vs_fp32_ort"], q["pckh"]

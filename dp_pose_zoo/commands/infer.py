@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import math
 import sys
 from pathlib import Path
 
 from ..skeleton import DEFAULT_KPT_THR
-
-log = logging.getLogger(__name__)
 
 RUNS_ROOT = Path("runs") / "infer"
 
@@ -109,39 +106,29 @@ def run(args) -> int:
 
 
 def _check_args(args) -> None:
-    from ..errors import DetectorError
+    from ..errors import UsageError
 
     if args.det_every < 1:
-        raise DetectorError(f"--det-every must be at least 1, got {args.det_every}")
+        raise UsageError(f"--det-every must be at least 1, got {args.det_every}")
     if args.max_frames is not None and args.max_frames < 1:
-        raise DetectorError(f"--max-frames must be at least 1, got {args.max_frames}")
+        raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
     if args.threads is not None and args.threads < 1:
-        raise DetectorError(f"--threads must be at least 1, got {args.threads}")
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
     if not math.isfinite(args.kpt_thr):
-        raise DetectorError(f"--kpt-thr must be a number, got {args.kpt_thr}")
+        raise UsageError(f"--kpt-thr must be a number, got {args.kpt_thr}")
 
 
 def load_estimator(model: str, *, precision: str = "fp32", threads: int | None = None):
-    """A PoseEstimator for any name ``from_pretrained`` resolves, or a bare ``.onnx`` opened directly.
+    """A PoseEstimator for any model reference, verified against its card.
 
-    A model file with a card beside it is a checkpoint's or an export's: it goes through
-    ``from_pretrained``, checked as its folder is. Only a file with no card is opened as it
-    is; its metadata's privacy is then its own claim, labelled unverified in the outputs.
+    A model file with a card beside it is a checkpoint's or an export's: it is checked as its
+    folder is. Only a file with no card is opened as it is; its metadata's privacy is then its
+    own claim, labelled unverified in the outputs.
     """
-    from ..runtime import PoseEstimator
-    from ..runtime.pretrained import from_pretrained, has_card
+    from ..runtime.pretrained import open_estimator
+    from ..runtime.reference import resolve_reference
 
-    path = Path(model).expanduser()
-    if path.suffix == ".onnx":
-        if not path.is_file():
-            from ..errors import CheckpointError
-
-            raise CheckpointError(f"ONNX model not found: {path}")
-        if not has_card(path):
-            estimator = PoseEstimator(path, threads=threads)
-            log.info("%s has no model card beside it: its privacy claim is unverified", path)
-            return estimator
-    return from_pretrained(model, precision=precision, threads=threads)
+    return open_estimator(resolve_reference(model, precision=precision), precision=precision, threads=threads)
 
 
 def unique_run_dir(base: Path) -> Path:

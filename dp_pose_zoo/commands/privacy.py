@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from decimal import ROUND_CEILING, Decimal
 from fractions import Fraction
 
 from ..card import format_epsilon

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 from ..card import format_epsilon
 
@@ -55,7 +54,8 @@ def add_parser(subparsers) -> None:
     q.set_defaults(func=run_pull)
 
     q = zsub.add_parser("push", help="upload a checkpoint folder to OWNER/REPO", epilog=EPILOG, formatter_class=fmt)
-    q.add_argument("dir", metavar="DIR", help="a checkpoint (or export) folder with README.md")
+    q.add_argument("dir", metavar="MODEL", help="a checkpoint or export folder with README.md (any model "
+                                                "reference: 'default', OWNER/REPO[@rev], a .onnx file's folder)")
     q.add_argument("repo", metavar="OWNER/REPO")
     q.add_argument("--private", action="store_true", help="create the repository as private")
     q.add_argument("--message", help="commit message")
@@ -87,12 +87,13 @@ def run_list(args) -> int:
 
 def run_pull(args) -> int:
     from ..hub import pull
+    from ..runtime.metadata import json_safe
 
     pulled = pull(args.repo)
     p = pulled.card.privacy
     if args.json:
         print(json.dumps({"repo": pulled.repo_id, "revision": pulled.commit, "path": str(pulled.path),
-                          "method": p.method, "epsilon": _num(p.epsilon), "delta": p.delta,
+                          "method": p.method, "epsilon": json_safe(p.epsilon), "delta": p.delta,
                           "clipping_norm": p.clipping_norm, "verified": True}))
     else:
         print(f"{pulled.repo_id}@{pulled.commit[:12]}: verified ({p.method}, epsilon {format_epsilon(p.epsilon)}, "
@@ -103,14 +104,11 @@ def run_pull(args) -> int:
 
 def run_push(args) -> int:
     from ..hub import push
+    from ..runtime.reference import resolve_reference
 
-    commit = push(args.dir, args.repo, private=args.private, message=args.message)
+    commit = push(resolve_reference(args.dir).folder, args.repo, private=args.private, message=args.message)
     print(f"pushed {args.dir} to {args.repo} (commit {commit[:12]})")
     return 0
-
-
-def _num(x) -> str | float | None:
-    return "inf" if isinstance(x, float) and math.isinf(x) else x
 
 
 def _row(d: dict) -> list[str]:

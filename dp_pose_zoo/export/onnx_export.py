@@ -19,38 +19,29 @@ import json
 import logging
 import shutil
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
 import onnxruntime
 import torch
 
 from ..card import parse_card
 from ..errors import CardError, CheckpointError
 from ..io import atomic_dir
+from ..release import CARD, ONNX_DIR, ONNX_FILES, PARITY
 from ..runtime.metadata import DEFAULT_OPSET, FORMAT_VERSION, encode_metadata
 from ..runtime.onnx_model import OnnxModel
 from ..skeleton import JOINT_NAMES
 from . import parity
-from .crops import SYNTHPOSE_CALIBRATION, SYNTHPOSE_PARITY, load_crops
+from .crops import SYNTHPOSE_PARITY, load_crops
+from .int8 import DEFAULT_EVAL_DATA, ExportResult, int8_section, set_metadata  # noqa: F401 (importable here)
 from .profiles import DEFAULT_PROFILE, QuantProfile, load_profile
 
 log = logging.getLogger(__name__)
 
-FP32_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
-REPORT_FILE = "parity.json"
-CARD_FILE = "README.md"
-DEFAULT_EVAL_DATA = "synthpose:private-test:200"
-
-
-@dataclass
-class ExportResult:
-    out_dir: Path
-    fp32: Path
-    int8: Path | None
-    report: dict
+FP32_FILE = ONNX_FILES["fp32"]
+INT8_FILE = ONNX_FILES["int8"]
+REPORT_FILE = PARITY
+CARD_FILE = CARD
 
 
 def export_onnx(model: torch.nn.Module, path: str | Path, *, opset: int = DEFAULT_OPSET,
@@ -70,19 +61,6 @@ def export_onnx(model: torch.nn.Module, path: str | Path, *, opset: int = DEFAUL
     if metadata:
         set_metadata(path, metadata)
     return Path(path)
-
-
-def set_metadata(path: str | Path, props: dict[str, str]) -> None:
-    """Replace our ``metadata_props`` of the model at ``path`` (others are kept) and check the model."""
-    model = onnx.load(str(path))
-    keep = [p for p in model.metadata_props if p.key not in props]
-    del model.metadata_props[:]
-    model.metadata_props.extend(keep)
-    for key, value in props.items():
-        model.metadata_props.add(key=key, value=value)
-    model.producer_name = "dp-pose-zoo"
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
 
 
 def model_metadata(config: dict, card_text: str, *, precision: str, quantization: dict | None = None) -> dict:
@@ -130,7 +108,7 @@ def export_checkpoint(checkpoint: str | Path, *, out: str | Path | None = None, 
         raise CardError(f"{ckpt} has no model card ({CARD_FILE}): an export must carry its privacy block")
     card_text = card_path.read_text()
     quant = profile if isinstance(profile, QuantProfile) else (load_profile(profile) if int8 else None)
-    out_dir = Path(out) if out is not None else ckpt / "onnx"
+    out_dir = Path(out) if out is not None else ckpt / ONNX_DIR
     if out_dir.exists() and not replace:
         raise CheckpointError(f"{out_dir} already exists; pass --force to replace it")
     size = model.config.input_size
@@ -144,8 +122,10 @@ def export_checkpoint(checkpoint: str | Path, *, out: str | Path | None = None, 
         fp32 = OnnxModel(fp32_path, require_metadata=True)
         report["fp32"] = {"file": FP32_FILE, **parity.fp32_parity(model, fp32, parity_crops)}
         if int8:
-            report["int8"] = _export_int8(staging, fp32, config, card_text, quant, calibration, parity_crops,
-                                          eval_data, size)
+            report["int8"] = int8_section(
+                staging, fp32, profile=quant, calibration=calibration, parity_crops=parity_crops,
+                eval_data=eval_data,
+                metadata=lambda q: model_metadata(config, card_text, precision="int8", quantization=q))
         failed = [k for k in ("fp32", "int8") if k in report and not _passed(report[k])]
         report["pass"] = not failed
         if failed:
@@ -156,27 +136,6 @@ def export_checkpoint(checkpoint: str | Path, *, out: str | Path | None = None, 
         (staging / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
         shutil.copyfile(card_path, staging / CARD_FILE)
     return ExportResult(out_dir, out_dir / FP32_FILE, out_dir / INT8_FILE if int8 else None, report)
-
-
-def _export_int8(staging: Path, fp32: OnnxModel, config: dict, card_text: str, profile: QuantProfile,
-                 calibration: str, parity_crops, eval_data: str, size) -> dict:
-    from ..datasets import load_dataset
-    from .crops import dataset_crops
-    from .quantize import quantize_int8
-
-    calib = load_crops(calibration, size, limit=profile.calibration_size, synthpose=SYNTHPOSE_CALIBRATION)
-    int8_path = staging / INT8_FILE
-    summary = quantize_int8(fp32.path, int8_path, crops=calib.batch, profile=profile)
-    quantization = {"profile": profile.to_dict(), "calibration": {"data": calib.source, "crops": len(calib)},
-                    **summary}
-    set_metadata(int8_path, model_metadata(config, card_text, precision="int8", quantization=quantization))
-    int8 = OnnxModel(int8_path, require_metadata=True)
-    held_out = dataset_crops(load_dataset(eval_data), size, source=eval_data)
-    return {"file": INT8_FILE, "profile": profile.name, "calibration": quantization["calibration"],
-            "quantized": summary["quantized"], "kept_float": summary["kept_float"],
-            "excluded_nodes": summary["excluded_nodes"],
-            "vs_fp32_ort": parity.int8_parity(fp32, int8, parity_crops),
-            "pckh": parity.pckh_change(fp32, int8, held_out)}
 
 
 def _passed(section: dict) -> bool:

@@ -9,29 +9,35 @@ held-out split (bar: a drop of at most 1.0 point).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..metrics import pckh_table
 from ..runtime.onnx_model import OnnxModel
 from ..runtime.pose_estimator import decode_to_frame
 from .crops import CropSet
 
+if TYPE_CHECKING:  # torch only for the fp32 check: INT8 from an ONNX model runs without it
+    import torch
+
 KEYPOINT_BAR_PX = 0.5
 LOGIT_BAR_REL = 1e-4  # of the largest logit magnitude: float32 rounding through ~30 layers
 PCKH_DROP_BAR = 1.0
 
 
-@torch.no_grad()
-def torch_logits(model: torch.nn.Module, batch: np.ndarray, *, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def torch_logits(model: "torch.nn.Module", batch: np.ndarray, *,
+                 batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """The torch model's SimCC logits for ``batch`` (eval mode)."""
+    import torch
+
     model.eval()
     xs, ys = [], []
-    for start in range(0, len(batch), batch_size):
-        x, y = model(torch.from_numpy(np.ascontiguousarray(batch[start:start + batch_size])))
-        xs.append(x.numpy())
-        ys.append(y.numpy())
+    with torch.no_grad():
+        for start in range(0, len(batch), batch_size):
+            x, y = model(torch.from_numpy(np.ascontiguousarray(batch[start:start + batch_size])))
+            xs.append(x.numpy())
+            ys.append(y.numpy())
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -64,7 +70,7 @@ def compare(reference: tuple[np.ndarray, np.ndarray], candidate: tuple[np.ndarra
     }
 
 
-def fp32_parity(model: torch.nn.Module, onnx_model: OnnxModel, crops: CropSet) -> dict:
+def fp32_parity(model: "torch.nn.Module", onnx_model: OnnxModel, crops: CropSet) -> dict:
     """ORT fp32 vs torch eager on ``crops``, with pass/fail against the bars."""
     report = compare(torch_logits(model, crops.batch), onnx_logits(onnx_model, crops.batch), crops,
                      onnx_model.split_ratio)

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import PurePath
 from typing import Any
+
+import numpy as np
 
 from ..errors import CheckpointError
 
@@ -28,13 +31,25 @@ REQUIRED_KEYS = ("format_version", "privacy", "input_size", "split_ratio", "join
 _NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 
 
-def _to_json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` for strict JSON: non-finite floats spelled ``"inf"`` / ``"-inf"`` / ``"nan"``, in dicts and lists
+    too; numpy values as Python's, paths as text.
+
+    The one spelling of the project's JSON outputs (metadata, ``zoo list``, ``audit``): a non-private
+    model's epsilon is ``"inf"`` everywhere.
+    """
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _to_json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_json_safe(v) for v in value]
+    if isinstance(value, PurePath):
+        return str(value)
     return value
 
 
@@ -56,7 +71,7 @@ def encode_metadata(meta: dict[str, Any]) -> dict[str, str]:
         if value is None:
             continue
         if key in _JSON_KEYS:
-            text = json.dumps(_to_json_safe(value), sort_keys=True, allow_nan=False)
+            text = json.dumps(json_safe(value), sort_keys=True, allow_nan=False)
         else:
             text = str(value)
         out[METADATA_PREFIX + key] = text

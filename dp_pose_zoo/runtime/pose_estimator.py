@@ -95,10 +95,23 @@ class PoseEstimator(OnnxModel):
     def from_pretrained(cls, name_or_path: str = "default", *, precision: str = "fp32", revision: str | None = None,
                         threads: int | None = None, providers=None) -> "PoseEstimator":
         """``"default"`` (embedded), a local folder or ``.onnx``, or ``OWNER/REPO[@rev]``; the result has ``.card``."""
-        from .pretrained import from_pretrained
+        from .reference import resolve_reference
 
-        return from_pretrained(name_or_path, precision=precision, revision=revision, threads=threads,
-                               providers=providers)
+        ref = resolve_reference(name_or_path, revision=revision, precision=precision)
+        return cls.from_reference(ref, precision=precision, threads=threads, providers=providers)
+
+    @classmethod
+    def from_reference(cls, ref, *, precision: str = "fp32", threads: int | None = None,
+                       providers=None) -> "PoseEstimator":
+        """The ONNX model of a resolved :class:`~dp_pose_zoo.runtime.reference.ModelRef`, checked against its card:
+        the metadata must name the card's weights, method and epsilon."""
+        from ..release import check_consistent
+
+        onnx_path, card = ref.onnx(precision)
+        estimator = cls(onnx_path, threads=threads, providers=providers, require_metadata=True)
+        check_consistent(estimator.metadata, card, source=str(onnx_path))
+        estimator.card = card
+        return estimator
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray | None = None) -> list[Person]:
         """BGR frame; boxes ``(N, 4)`` x1y1x2y2; None = one person filling the frame."""

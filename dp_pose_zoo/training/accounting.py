@@ -42,6 +42,7 @@ import warnings
 from fractions import Fraction
 from typing import TYPE_CHECKING, Iterable
 
+from ..checks import is_real
 from ..errors import PrivacyError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -83,13 +84,9 @@ _PRV_REL_MAX_PASSES = 4
 
 # ---------------------------------------------------------------- validation
 
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def check_sample_rate(sample_rate: float) -> None:
     """Refuse a sample rate outside (0, 1]: it is the Poisson inclusion probability."""
-    if not _is_real(sample_rate) or not (0.0 < sample_rate <= 1.0):
+    if not is_real(sample_rate) or not (0.0 < sample_rate <= 1.0):
         raise PrivacyError(f"sample_rate={sample_rate!r} is invalid; allowed: 0 < sample_rate <= 1")
 
 
@@ -101,7 +98,7 @@ def check_steps(steps: int) -> None:
 
 def check_noise_multiplier(noise_multiplier: float) -> None:
     """Refuse sigma <= 0 (no noise means no privacy) or a non-finite sigma."""
-    if not _is_real(noise_multiplier) or not (0.0 < noise_multiplier < math.inf):
+    if not is_real(noise_multiplier) or not (0.0 < noise_multiplier < math.inf):
         raise PrivacyError(
             f"noise_multiplier={noise_multiplier!r} is invalid; allowed: a finite noise_multiplier > 0"
         )
@@ -109,13 +106,13 @@ def check_noise_multiplier(noise_multiplier: float) -> None:
 
 def check_delta_range(delta: float) -> None:
     """Refuse a delta outside (0, 1)."""
-    if not _is_real(delta) or not (0.0 < delta < 1.0):
+    if not is_real(delta) or not (0.0 < delta < 1.0):
         raise PrivacyError(f"delta={delta!r} is invalid; allowed: 0 < delta < 1")
 
 
 def check_epsilon(epsilon: float) -> None:
     """Refuse a target epsilon that is not a finite number > 0."""
-    if not _is_real(epsilon) or not (0.0 < epsilon < math.inf):
+    if not is_real(epsilon) or not (0.0 < epsilon < math.inf):
         raise PrivacyError(f"epsilon={epsilon!r} is invalid; allowed: a finite epsilon > 0")
 
 

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..card import METHODS  # the card validates the same methods
 from ..datasets.mixture import Source, parse_sources
 from ..errors import DatasetError, RecipeError
 from ..yaml_mapping import read_yaml_mapping
@@ -15,7 +16,6 @@ from .data import AugmentConfig
 from .device import DEVICES, PRECISIONS
 from .model import STRATEGIES, ModelConfig
 
-METHODS = ("non-private", "dp-sgd", "pdp-sgd")
 
 
 @dataclass
