@@ -233,8 +233,8 @@ class SealedFrame:
     def restore(self, written: np.ndarray) -> np.ndarray:
         """``written`` (as decoded from the output) with every sealed region put back; checks it first."""
         if (written.shape[1], written.shape[0]) != self.size:
-            raise RecoveryError(f"frame {self.ordinal} ({self.name}) of the output is "
-                                f"{written.shape[1]}x{written.shape[0]}, the sidecar's is {self.size[0]}x{self.size[1]}")
+            raise RecoveryError(f"frame {self.ordinal} ({self.name}) of the output is not the frame the sidecar "
+                                f"sealed ({written.shape[1]}x{written.shape[0]}, sealed {self.size[0]}x{self.size[1]})")
         if self.digest is not None:
             if _frame_digest(written) != self.digest:
                 raise RecoveryError(f"frame {self.ordinal} ({self.name}) of the output is not the frame the sidecar "
