@@ -169,6 +169,15 @@ def test_lossy_output_gives_back_the_changed_pixels_exactly(tmp_path, keys, caps
             assert np.array_equal(before[y1:y2, x1:x2], after[y1:y2, x1:x2])
             checked += 1
     assert len(recovered) == FRAMES and checked > 0
+    # Frames out of order are noticed by their sealed thumbnails, through a second round of codec noise.
+    written = _decode(run / "vtest-clip.mp4")
+    writer = cv2.VideoWriter(str(run / "swapped.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10.0,
+                             (written[0].shape[1], written[0].shape[0]))
+    for i in [0, 2, 1, *range(3, FRAMES)]:
+        writer.write(written[i])
+    writer.release()
+    shutil.copyfile(run / "vtest-clip.mp4.recovery", run / "swapped.mp4.recovery")
+    assert "does not look like the frame" in _refused(run, keys["right"], capsys, video="swapped.mp4")
 
 
 def test_png_images_round_trip_exactly(tmp_path, keys, capsys):
