@@ -6,7 +6,8 @@ from the head joints (``upper_neck`` and ``head_top``) -- or, with
 ``region="body"``, their whole box. When the head joints are not confident the
 face is taken as the top of the person's box, so a doubt hides more, not less.
 ``skeleton`` keeps no pixel of the frame at all: skeletons on a blank frame.
-``avatar`` replaces each found person's whole box by a coarse smear of it (a
+``avatar`` replaces each found person's whole box (and their head where it
+sticks out of the box) by a coarse smear of it (a
 few cells of mean colour, smoothed: no face, clothing or body shape survives)
 with a faceless mannequin on top, posed on their keypoints by SynthPose's own
 painter, so the motion stays readable in its surroundings.
@@ -101,8 +102,8 @@ def smear_region(image: np.ndarray, box: np.ndarray, *, cells: int = SMEAR_CELLS
 
 
 def draw_avatar(image: np.ndarray, person, *, kpt_thr: float = 0.3) -> np.ndarray:
-    """Smear ``person``'s box in place and paint a mannequin posed on their confident keypoints over it."""
-    smear_region(image, np.asarray(person.box, dtype=np.float64)[:4])
+    """Smear ``person``'s box (and head) in place and paint a mannequin posed on their confident keypoints."""
+    smear_region(image, _hidden_box(person, mode="avatar", region="body", kpt_thr=kpt_thr))
     return paint_mannequin(image, person, kpt_thr=kpt_thr)
 
 
@@ -126,9 +127,14 @@ def _check(mode: str, region: str) -> None:
 
 
 def _hidden_box(person, *, mode: str, region: str, kpt_thr: float) -> np.ndarray:
-    if mode == "avatar" or region == "body":
-        return np.asarray(person.box, dtype=np.float64)[:4]
-    return face_box(person.keypoints, person.scores, person.box, kpt_thr=kpt_thr)
+    box = np.asarray(person.box, dtype=np.float64)[:4]
+    if region == "body" and mode != "avatar":
+        return box
+    face = face_box(person.keypoints, person.scores, person.box, kpt_thr=kpt_thr)
+    if mode != "avatar":
+        return face
+    # An avatar hides the whole person: the box, and the head where it sticks out of the box.
+    return np.concatenate([np.minimum(box[:2], face[:2]), np.maximum(box[2:], face[2:])])
 
 
 def hidden_regions(image_shape: tuple[int, ...], people: Iterable, *, mode: str = "blur", region: str = "face",

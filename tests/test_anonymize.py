@@ -88,6 +88,16 @@ def test_avatar_keeps_no_pixel_of_the_person_region():
     assert np.array_equal(out[outside], img[outside])  # the surroundings stay as they were
 
 
+def test_avatar_also_hides_a_head_outside_the_box():
+    person = _person()
+    person = Person(box=np.array([30.0, 40.0, 70.0, 150.0]), keypoints=person.keypoints, scores=person.scores)
+    assert hidden_regions((160, 120, 3), [person], mode="avatar") == [{"person": 0, "how": "avatar",
+                                                                        "box": [30, 14, 70, 150]}]
+    img = _noise()
+    out = anonymize(img, [person], mode="avatar")
+    assert (out[14:40, 36:64] == img[14:40, 36:64]).all(axis=2).mean() < 0.01
+
+
 def test_avatar_is_posed_on_the_keypoints():
     flat = np.full((160, 120, 3), 90, np.uint8)
     person = _standing()
