@@ -180,10 +180,11 @@ def run_inference(source: Source, estimator, detector: Callable, *, out_dir: str
     try:
         sidecar = None
         if recovery_key is not None:
-            from .recovery import SidecarWriter, sidecar_path
+            from .recovery import IMAGES_OUTPUT, SidecarWriter, sidecar_path
 
-            sidecar = SidecarWriter(sidecar_path(staging / ("images" if independent else video_name)), recovery_key,
-                                    output="images" if independent else video_name, lossless=lossless)
+            output_name = IMAGES_OUTPUT if independent else video_name
+            sidecar = SidecarWriter(sidecar_path(staging / output_name), recovery_key, output=output_name,
+                                    lossless=lossless)
             sinks.append(sidecar)
             header["recovery"] = sidecar.describe()
         json_sink = JsonSink(staging / "keypoints.json", header=header)

@@ -43,6 +43,7 @@ KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12
 MAGIC = b"DPPZREC1"
 SIDECAR_SUFFIX = ".recovery"
+IMAGES_OUTPUT = "images"  # a run's images share one sidecar: <run>/images.recovery
 FORMAT = "dp-pose-zoo/recovery"
 FORMAT_VERSION = 1
 CELL = 16  # changed pixels are gathered into boxes on a grid of 16 x 16 px cells

@@ -70,7 +70,7 @@ def run_recover(args) -> int:
 def _locate(output: Path) -> tuple[Path, Path | None, Path]:
     """``(sidecar, video or None for images, run folder)`` of an OUTPUT argument."""
     from ..errors import RecoveryError
-    from ..recovery import SIDECAR_SUFFIX, sidecar_path
+    from ..recovery import IMAGES_OUTPUT, SIDECAR_SUFFIX, sidecar_path
 
     if output.is_file():
         return sidecar_path(output), output, output.parent
@@ -83,9 +83,6 @@ def _locate(output: Path) -> tuple[Path, Path | None, Path]:
         video = sidecar.with_name(sidecar.name[:-len(SIDECAR_SUFFIX)])
         return sidecar, (None if video.name == IMAGES_OUTPUT else video), output
     raise RecoveryError(f"{output} not found")
-
-
-IMAGES_OUTPUT = "images"  # the sidecar of a run's images is <run>/images.recovery
 
 
 def _check_run(reader, run_dir: Path) -> None:
