@@ -16,7 +16,7 @@ import sys
 from functools import partial
 
 from . import __version__
-from .commands import audit, card, demo, export, infer, privacy, zoo
+from .commands import audit, card, demo, export, infer, privacy, recover, zoo
 from .errors import DatasetError, DPPoseZooError, UsageError
 
 logger = logging.getLogger(__name__)
@@ -230,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_synth)
 
     infer.add_parser(sub)
+    recover.add_parsers(sub)
     privacy.add_parser(sub)
     export.add_parser(sub)
     zoo.add_parser(sub)

@@ -88,3 +88,7 @@ class DetectorError(DPPoseZooError, ValueError):
 
 class OutputError(DPPoseZooError, OSError):
     """An output folder or file cannot be written."""
+
+
+class RecoveryError(DPPoseZooError, ValueError):
+    """A key file or a recovery sidecar is missing, wrong, edited, truncated or does not match its output."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .anonymize import anonymize
+from .anonymize import anonymize, hidden_regions
 from .detection import BoxesFile, FullFrameDetector
 from .draw import draw_people
 from .errors import OutputError
@@ -38,6 +38,11 @@ from .tracking import PoseTracker
 log = logging.getLogger(__name__)
 
 DEFAULT_VIDEO_FPS = 10.0  # for a webcam (or a video) that does not say
+# --codec: (file extension, OpenCV fourcc or None for images, lossless)
+CODECS: dict[str, tuple[str, str | None, bool]] = {
+    "mp4v": (".mp4", "mp4v", False), "ffv1": (".mkv", "FFV1", True), "jpg": (".jpg", None, False),
+    "png": (".png", None, True)}
+VIDEO_CODECS, IMAGE_CODECS = ("mp4v", "ffv1"), ("jpg", "png")
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,10 @@ class InferOptions:
     det_every: int = 5
     smooth: bool = False
     kpt_thr: float = DEFAULT_KPT_THR
-    anonymize: str | None = None  # blur | pixelate | skeleton
+    anonymize: str | None = None  # blur | pixelate | skeleton | avatar
     anonymize_region: str = "face"  # face | body
     draw_boxes: bool = True
+    codec: str | None = None  # video: mp4v (default) | ffv1; images: jpg (default) | png
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -124,11 +130,32 @@ def prepare_run_dir(out_dir: str | os.PathLike) -> Path:
     return out
 
 
+def output_codec(options: InferOptions, *, independent_frames: bool) -> str:
+    """The codec a run writes with: ``options.codec``, checked against the source's kind, or the default."""
+    allowed = IMAGE_CODECS if independent_frames else VIDEO_CODECS
+    if options.codec is None:
+        return allowed[0]
+    if options.codec not in allowed:
+        what = "images are" if independent_frames else "a video is"
+        raise OutputError(f"--codec {options.codec} does not fit this source: {what} written as "
+                          f"{' or '.join(allowed)}")
+    return options.codec
+
+
 def run_inference(source: Source, estimator, detector: Callable, *, out_dir: str | os.PathLike,
                   options: InferOptions | None = None, on_frame: Callable[[Frame, list], None] | None = None,
-                  settings: dict | None = None) -> Summary:
-    """Run ``estimator`` over every frame of ``source`` and write the run folder ``out_dir``."""
+                  settings: dict | None = None, recovery_key: bytes | None = None) -> Summary:
+    """Run ``estimator`` over every frame of ``source`` and write the run folder ``out_dir``.
+
+    With ``recovery_key`` (and ``options.anonymize``) the original pixels of every
+    change made to a frame are sealed into a sidecar beside the output
+    (:mod:`dp_pose_zoo.recovery`); the key itself is never written anywhere.
+    """
     options = options or InferOptions()
+    if recovery_key is not None and not options.anonymize:
+        raise OutputError("--recoverable needs --anonymize: there is nothing to recover otherwise")
+    codec = output_codec(options, independent_frames=source.independent_frames)
+    ext, fourcc, lossless = CODECS[codec]
     out = prepare_run_dir(out_dir)
     privacy, verified = model_privacy(estimator)
     independent = source.independent_frames
@@ -138,8 +165,9 @@ def run_inference(source: Source, estimator, detector: Callable, *, out_dir: str
                           kpt_thr=options.kpt_thr, box_source=box_source)
     smoother = PoseSmoother() if options.smooth and not independent else None
     header = {"source": source.describe(), "model": model_description(estimator),
-              "settings": {**options.to_dict(), "detector": getattr(detector, "name", type(detector).__name__),
-                           **(settings or {})}}
+              "settings": {**options.to_dict(), "codec": codec, "recoverable": recovery_key is not None,
+                           "detector": getattr(detector, "name", type(detector).__name__), **(settings or {})}}
+    video_name = f"{source.name}{ext}"
     frames = people_total = 0
     tracks: set[int] = set()
     try:
@@ -150,11 +178,20 @@ def run_inference(source: Source, estimator, detector: Callable, *, out_dir: str
     sinks: list = []
     start = time.perf_counter()
     try:
+        sidecar = None
+        if recovery_key is not None:
+            from .recovery import IMAGES_OUTPUT, SidecarWriter, sidecar_path
+
+            output_name = IMAGES_OUTPUT if independent else video_name
+            sidecar = SidecarWriter(sidecar_path(staging / output_name), recovery_key, output=output_name,
+                                    lossless=lossless)
+            sinks.append(sidecar)
+            header["recovery"] = sidecar.describe()
         json_sink = JsonSink(staging / "keypoints.json", header=header)
         sinks.append(json_sink)
         csv_sink = CsvSink(staging / "keypoints.csv")
         sinks.append(csv_sink)
-        image_sink = ImageSink(staging) if independent else None
+        image_sink = ImageSink(staging, ext=ext) if independent else None
         video_sink: VideoSink | None = None
         try:
             for frame in source:
@@ -166,14 +203,23 @@ def run_inference(source: Source, estimator, detector: Callable, *, out_dir: str
                     smoother.smooth_frame(found, frame.timestamp)
                 canvas = render(frame.image, found, options=options, privacy=privacy, verified=verified)
                 if image_sink is not None:
-                    image_sink.write(canvas, frame.name)
+                    written_name = image_sink.write(canvas, frame.name).name
                 else:
                     if video_sink is None:
-                        video_sink = VideoSink(staging / f"{source.name}.mp4", fps=source.fps or DEFAULT_VIDEO_FPS,
-                                               size=(canvas.shape[1], canvas.shape[0]))
+                        video_sink = VideoSink(staging / video_name, fps=source.fps or DEFAULT_VIDEO_FPS,
+                                               size=(canvas.shape[1], canvas.shape[0]), fourcc=fourcc)
                         sinks.append(video_sink)
+                    if sidecar is not None and (canvas.shape[1], canvas.shape[0]) != video_sink.size:
+                        raise OutputError(f"frame {frame.index} changes the video's size: a recoverable "
+                                          "output needs frames of one size")
                     video_sink.write(canvas)
+                    written_name = frame.name
+                if sidecar is not None:
+                    sidecar.write_frame(frame.image, canvas, name=written_name)
                 record = frame_record(frame, found)
+                if options.anonymize:
+                    record["hidden"] = hidden_regions(frame.image.shape, found, mode=options.anonymize,
+                                                      region=options.anonymize_region, kpt_thr=options.kpt_thr)
                 json_sink.write(record)
                 csv_sink.write(record)
                 frames += 1
@@ -193,7 +239,9 @@ def run_inference(source: Source, estimator, detector: Callable, *, out_dir: str
         csv_sink.close()
         if video_sink is not None:
             video_sink.close()
-        names = [s.path.name for s in (json_sink, csv_sink, video_sink) if s is not None]
+        if sidecar is not None:
+            sidecar.close()
+        names = [s.path.name for s in (json_sink, csv_sink, video_sink, sidecar) if s is not None]
         names += [p.name for p in (image_sink.paths if image_sink else [])]
     except BaseException as e:
         for sink in sinks:

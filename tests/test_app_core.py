@@ -218,6 +218,22 @@ def test_live_anonymize_skeleton_keeps_no_pixel_of_the_frame(loader):
     assert bones(skeleton_pixels(cv2.cvtColor(out, cv2.COLOR_RGB2BGR), frame)) > 50
 
 
+def test_live_anonymize_avatar_replaces_the_people_and_takes_no_key(loader):
+    import inspect
+
+    session = core.LiveSession()
+    frame = clip_frames(1)[0]
+    out, stats = session(rgb(frame), loader("default"), model_key="default",
+                         options=core.make_options(kpt_thr=0.15, smooth=False, anonymize="avatar"))
+    assert stats.people >= 1 and "avatar" in core.ANONYMIZE_CHOICES
+    out = cv2.cvtColor(out, cv2.COLOR_RGB2BGR)
+    plain, _ = core.LiveSession()(rgb(frame), loader("default"), model_key="default",
+                                  options=core.make_options(kpt_thr=0.15, smooth=False, anonymize="off"))
+    changed = (out != cv2.cvtColor(plain, cv2.COLOR_RGB2BGR)).any(axis=2)
+    assert changed.mean() > 0.02  # the people's boxes were replaced, not just drawn on
+    assert not any("key" in name or "recover" in name for name in inspect.signature(core.make_options).parameters)
+
+
 def test_live_switches_model_people_mode_and_smoothing_between_frames(loader):
     session = core.LiveSession()
     keys = list(loader.choices)

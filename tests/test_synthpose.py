@@ -200,3 +200,58 @@ def test_bad_input_raises_dataset_error(call, accepted):
     with pytest.raises(DatasetError, match=accepted) as info:
         call()
     assert "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------- the shared painter
+def _fill_before_refactor(img, poly, paint, gain=256):
+    """``_fill`` as it was before the painter was shared (clamped to the 256 px canvas)."""
+    if not isinstance(paint, np.ndarray):
+        colour = tuple((c * gain) >> 8 for c in paint)
+        cv2.fillConvexPoly(img, np.round(poly * 16).astype(np.int32), colour, cv2.LINE_AA, 4)
+        return
+    x0, y0 = (max(int(np.floor(v)) - 1, 0) for v in poly.min(axis=0))
+    x1, y1 = (min(int(np.ceil(v)) + 2, SIZE) for v in poly.max(axis=0))
+    if x0 >= x1 or y0 >= y1:
+        return
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillConvexPoly(mask, np.round((poly - (x0, y0)) * 16).astype(np.int32), 255, cv2.LINE_AA, 4)
+    roi = img[y0:y1, x0:x1]
+    src = (paint[y0:y1, x0:x1].astype(np.uint16) * gain) >> 8
+    alpha = mask[..., None].astype(np.uint16)
+    alpha += alpha >> 7
+    roi[...] = ((roi * (256 - alpha) + src * alpha + 128) >> 8).astype(np.uint8)
+
+
+def _draw_figure_before_refactor(img, pose, look):
+    """``_draw_figure`` as it was before ``paint_parts`` was factored out of it (the reference)."""
+    for depth, kind, poly in sp._parts(pose, look.style):
+        gain = int(256 * min(max(1.0 + 1.8 * depth, 0.68), 1.0))
+        _fill_before_refactor(img, poly, look.paints[kind], gain)
+        if look.outline:
+            cv2.polylines(img, [np.round(poly * 16).astype(np.int32)], True, look.ink, 1, cv2.LINE_AA, 4)
+        if kind == "head":
+            sp._draw_head_details(img, pose, look, gain)
+
+
+def test_shared_painter_keeps_every_render_byte_identical(monkeypatch):
+    now = {(d, i): sp.render(d, 31, i)[0] for d in sp.DOMAINS for i in range(60)}
+    monkeypatch.setattr(sp, "_draw_figure", _draw_figure_before_refactor)
+    for (domain, index), image in now.items():
+        assert np.array_equal(image, sp.render(domain, 31, index)[0]), (domain, index)
+
+
+def test_mannequin_is_drawn_on_its_keypoints_only():
+    pose = sp.sample_pose("public", 5, 3)
+    canvas = np.zeros((SIZE, SIZE, 3), np.uint8)
+    parts = sp.mannequin_parts(pose.joints, np.ones(16, bool), pose.unit)
+    assert {kind for _, kind, _ in parts} >= {"torso", "head", "neck", "thigh", "shin", "upper_arm", "forearm"}
+    sp.paint_parts(canvas, parts, {k: (200, 200, 200) for k in ("torso", "neck", "head", "thigh", "shin",
+                                                                 "upper_arm", "forearm", "hand")})
+    painted = canvas.any(axis=2)
+    x1, y1, x2, y2 = pose.box
+    ys, xs = np.nonzero(painted)
+    assert painted.sum() > 500 and xs.min() >= x1 - 2 and xs.max() <= x2 + 2 and ys.min() >= y1 - 2
+    # A joint that is not shown takes its parts with it: no head without the head top.
+    hidden = np.ones(16, bool)
+    hidden[J["head_top"]] = False
+    assert "head" not in {kind for _, kind, _ in sp.mannequin_parts(pose.joints, hidden, pose.unit)}

@@ -41,7 +41,9 @@ from dp_pose_zoo.zoo import list_zoo
 
 log = logging.getLogger(__name__)
 
-ANONYMIZE_CHOICES: tuple[str, ...] = ("off", "blur", "pixelate", "skeleton")
+# No recovery key is ever taken here: recoverable outputs are a CLI step (`dp-pose infer --recoverable`) on a
+# trusted machine, never a switch of an app that may be reachable over a network.
+ANONYMIZE_CHOICES: tuple[str, ...] = ("off", "blur", "pixelate", "skeleton", "avatar")
 # Who the pose model runs on: people found by the detector (HOG: whole, upright people), or one person
 # filling the frame (someone close to a laptop camera, whom a pedestrian detector does not find).
 PEOPLE_CHOICES: dict[str, str] = {"detect": "auto", "whole frame": "full"}

@@ -105,7 +105,7 @@ def build_app(loader: ModelLoader, selected: str, *, out_root: str | os.PathLike
                                     elem_id="kpt-thr")
                 smooth = gr.Checkbox(False, label="Smoothing (One-Euro filter)", elem_id="smooth")
                 anonymize = gr.Radio(list(ANONYMIZE_CHOICES), value="off", label="Anonymize",
-                                     info="blur or pixelate faces; skeleton keeps no pixel of the frame",
+                                     info="blur or pixelate faces; skeleton keeps no pixel of the frame; avatar: posed mannequins",
                                      elem_id="anonymize")
                 people = gr.Radio(list(PEOPLE_CHOICES), value="detect", label="People",
                                   info="whole frame: one person close to the camera", elem_id="people")

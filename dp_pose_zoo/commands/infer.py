@@ -27,6 +27,15 @@ EPILOG = """examples:
   dp-pose infer "photos/*.jpg" --boxes full                    # a glob; each photo is one person
   dp-pose infer 0 --max-frames 300                             # webcam 0 (Ctrl-C stops and keeps the outputs)
   dp-pose infer video.mp4 --detector onnx:yolox_s.onnx --det-every 3 --model model.int8.onnx
+  dp-pose infer video.mp4 --anonymize avatar                   # people become posed mannequins
+  dp-pose keygen ward.key && dp-pose infer video.mp4 --anonymize blur --recoverable ward.key --codec ffv1
+  dp-pose recover runs/infer/video/video.mkv --key ward.key    # the original frames, with the key
+
+--recoverable KEYFILE seals the original pixels of every change (hidden people, skeletons, boxes,
+label) into <output>.recovery beside the output, with AES-256-GCM: without the key it shows nothing
+but sizes. With a lossless --codec (ffv1 for video, png for images) `dp-pose recover` gives back the
+decoded input exactly; with a lossy one (mp4v, jpg) the changed pixels come back exactly and the rest
+is as the codec left it.
 
 detectors: auto (hog where OpenCV has it; else motion for video, full for images), hog, motion,
 onnx:PATH (YOLOX/RTMDet-style, see dp_pose_zoo.detection.OnnxDetector); --boxes full|boxes.json
@@ -56,10 +65,17 @@ def add_parser(subparsers) -> None:
     p.add_argument("--smooth", action="store_true", help="One-Euro filter on each joint (video and webcam)")
     p.add_argument("--kpt-thr", type=float, default=DEFAULT_KPT_THR, metavar="T",
                    help="hide joints scored under T (SimCC peak, as RTMPose) in the drawing (default: %(default)s)")
-    p.add_argument("--anonymize", choices=("blur", "pixelate", "skeleton"),
-                   help="hide who the people are in the output video/images")
+    p.add_argument("--anonymize", choices=("blur", "pixelate", "skeleton", "avatar"),
+                   help="hide who the people are in the output video/images (avatar: a mannequin posed on "
+                        "each person's keypoints over their smeared box)")
     p.add_argument("--anonymize-region", choices=("face", "body"), default="face",
                    help="what blur/pixelate hide (default: %(default)s)")
+    p.add_argument("--recoverable", metavar="KEYFILE",
+                   help="with --anonymize: seal the original pixels into <output>.recovery with this key "
+                        "(dp-pose keygen); dp-pose recover puts them back")
+    p.add_argument("--codec", choices=("mp4v", "ffv1", "jpg", "png"),
+                   help="video: mp4v in .mp4 (default) or ffv1 in .mkv (lossless); images: jpg (default) or png "
+                        "(lossless)")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime threads (default: all cores)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -76,6 +92,7 @@ def run(args) -> int:
     from ..sources import open_source, quiet_video_backends, source_stem
 
     _check_args(args)
+    recovery_key = _recovery_key(args)
     quiet_video_backends()
     source = open_source(args.source, max_frames=args.max_frames)
     try:
@@ -84,7 +101,8 @@ def run(args) -> int:
         estimator = load_estimator(args.model, precision=args.precision, threads=args.threads)
         out = Path(args.out) if args.out else unique_run_dir(RUNS_ROOT / source_stem(args.source))
         options = InferOptions(det_every=args.det_every, smooth=args.smooth, kpt_thr=args.kpt_thr,
-                               anonymize=args.anonymize, anonymize_region=args.anonymize_region)
+                               anonymize=args.anonymize, anonymize_region=args.anonymize_region,
+                               codec=args.codec)
         bar = _progress(source, quiet=args.quiet)
         # Warnings during the run (a skipped image, a video that broke off) are logged by the sources;
         # through tqdm's writer they print above the bar instead of tearing it.
@@ -92,7 +110,8 @@ def run(args) -> int:
             try:
                 summary = run_inference(source, estimator, detector, out_dir=out, options=options,
                                         on_frame=(lambda frame, people: bar.update(1)) if bar else None,
-                                        settings={"model_arg": args.model, "max_frames": args.max_frames})
+                                        settings={"model_arg": args.model, "max_frames": args.max_frames},
+                                        recovery_key=recovery_key)
             finally:
                 if bar is not None:
                     bar.close()
@@ -116,6 +135,18 @@ def _check_args(args) -> None:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     if not math.isfinite(args.kpt_thr):
         raise UsageError(f"--kpt-thr must be a number, got {args.kpt_thr}")
+
+
+def _recovery_key(args) -> bytes | None:
+    """The key of ``--recoverable`` (read before anything is written), or None."""
+    if args.recoverable is None:
+        return None
+    from ..errors import RecoveryError
+    from ..recovery import load_key
+
+    if not args.anonymize:
+        raise RecoveryError("--recoverable needs --anonymize: there is nothing to recover otherwise")
+    return load_key(args.recoverable)
 
 
 def load_estimator(model: str, *, precision: str = "fp32", threads: int | None = None):

@@ -24,6 +24,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from functools import reduce
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -499,7 +500,7 @@ def _fill(img: np.ndarray, poly: np.ndarray, paint: Colour | np.ndarray, gain: i
         cv2.fillConvexPoly(img, np.round(poly * 16).astype(np.int32), colour, cv2.LINE_AA, 4)
         return
     x0, y0 = (max(int(math.floor(v)) - 1, 0) for v in poly.min(axis=0))
-    x1, y1 = (min(int(math.ceil(v)) + 2, IMAGE_SIZE) for v in poly.max(axis=0))
+    x1, y1 = (min(int(math.ceil(v)) + 2, limit) for v, limit in zip(poly.max(axis=0), img.shape[1::-1]))
     if x0 >= x1 or y0 >= y1:
         return
     mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
@@ -531,15 +532,64 @@ def _draw_head_details(img: np.ndarray, pose: SynthPose, look: _Look, gain: int)
             cv2.circle(img, centre16, int(round(radius * 16)), look.ink, -1, cv2.LINE_AA, 4)
 
 
-def _draw_figure(img: np.ndarray, pose: SynthPose, look: _Look) -> None:
-    """Paint a person in depth order; parts further from the camera are shaded darker."""
-    for depth, kind, poly in _parts(pose, look.style):
+def paint_parts(img: np.ndarray, parts: list[tuple[float, str, np.ndarray]], paints: dict[str, Colour | np.ndarray],
+                *, outline: Colour | None = None, on_head: Callable[[int], None] | None = None) -> np.ndarray:
+    """Paint ``(depth, kind, polygon)`` parts in the order given (far to near), in place.
+
+    Parts further from the camera (negative depth) are shaded darker; ``outline``
+    inks each polygon's edge; ``on_head(gain)`` runs right after the head is
+    painted. SynthPose's people and the anonymizer's avatars
+    (:func:`dp_pose_zoo.anonymize.draw_avatar`) are both drawn by this one painter.
+    """
+    for depth, kind, poly in parts:
         gain = int(256 * min(max(1.0 + 1.8 * depth, 0.68), 1.0))
-        _fill(img, poly, look.paints[kind], gain)
-        if look.outline:
-            cv2.polylines(img, [np.round(poly * 16).astype(np.int32)], True, look.ink, 1, cv2.LINE_AA, 4)
-        if kind == "head":
-            _draw_head_details(img, pose, look, gain)
+        _fill(img, poly, paints[kind], gain)
+        if outline is not None:
+            cv2.polylines(img, [np.round(poly * 16).astype(np.int32)], True, outline, 1, cv2.LINE_AA, 4)
+        if kind == "head" and on_head is not None:
+            on_head(gain)
+    return img
+
+
+def _draw_figure(img: np.ndarray, pose: SynthPose, look: _Look) -> None:
+    """Paint a person in depth order, face and hair on the head."""
+    paint_parts(img, _parts(pose, look.style), look.paints, outline=look.ink if look.outline else None,
+                on_head=lambda gain: _draw_head_details(img, pose, look, gain))
+
+
+def mannequin_parts(keypoints: np.ndarray, shown: np.ndarray, stature: float) -> list[tuple[float, str, np.ndarray]]:
+    """Body parts, in painter's order, of a faceless mannequin posed on 2D ``keypoints`` (MPII-16, pixels).
+
+    The limbs, neck and head are SynthPose's own shapes (tapered capsules, the
+    chin-to-crown head ellipse) with its proportions scaled to ``stature``
+    pixels; only parts whose joints are all ``shown`` are made. With no depth
+    to go on, the person's right side is drawn first and shaded, the torso
+    next, then the head and the left side.
+    """
+    j = np.asarray(keypoints, dtype=np.float64)
+    ok = np.asarray(shown, dtype=bool)
+    r = {k: v * float(stature) for k, v in _RADII.items()}
+    far, mid, near = -0.06, -0.03, 0.0
+    parts: list[tuple[float, str, np.ndarray]] = []
+    torso_joints = [(k, r["upper_arm"] if k in (L_SHO, R_SHO) else r["thigh"])
+                    for k in (R_SHO, L_SHO, L_HIP, R_HIP) if ok[k]]
+    if len(torso_joints) >= 3:
+        pts = np.concatenate([j[k] + rr * _CIRCLE for k, rr in torso_joints]).astype(np.float32)
+        parts.append((mid, "torso", cv2.convexHull(pts).reshape(-1, 2).astype(np.float64)))
+    neck_base = j[THORAX] if ok[THORAX] else ((j[L_SHO] + j[R_SHO]) / 2 if ok[L_SHO] and ok[R_SHO] else None)
+    if neck_base is not None and ok[NECK]:
+        parts.append((mid, "neck", _capsule(neck_base, j[NECK], r["neck"], r["neck"])))
+    if ok[NECK] and ok[HEAD]:
+        parts.append((near, "head", _ellipse(*_head_ellipse(j[NECK], j[HEAD], r["head"]))))
+    for side, depth in ((-1, far), (1, near)):
+        hip, knee, ank, sho, elb, wri = _SIDE_JOINTS[side]
+        for a, b, kind in ((hip, knee, "thigh"), (knee, ank, "shin"), (sho, elb, "upper_arm"), (elb, wri, "forearm")):
+            if ok[a] and ok[b]:
+                parts.append((depth, kind, _capsule(j[a], j[b], r[kind], 0.8 * r[kind])))
+        if ok[wri]:
+            parts.append((depth, "hand", j[wri] + r["hand"] * _CIRCLE))
+    order = sorted(range(len(parts)), key=lambda i: (parts[i][0], i))
+    return [parts[i] for i in order]
 
 
 def _background(rng: np.random.Generator, domain: str) -> np.ndarray:
