@@ -28,7 +28,8 @@ QUICK = ["--parity-data", str(COCO_DIR), "--parity-size", "4", "--calibration", 
 IMPORT_NAMES = {"opencv-python-headless": "cv2", "huggingface-hub": "huggingface_hub", "pyyaml": "yaml",
                 "onnxruntime": "onnxruntime", "opacus": "opacus", "scipy": "scipy", "torch": "torch",
                 "torchvision": "torchvision", "timm": "timm", "safetensors": "safetensors", "onnx": "onnx",
-                "gradio": "gradio", "matplotlib": "matplotlib", "numpy": "numpy", "tqdm": "tqdm"}
+                "gradio": "gradio", "matplotlib": "matplotlib", "numpy": "numpy", "tqdm": "tqdm",
+                "cryptography": "cryptography"}
 
 
 def _extra_packages(extra: str | None) -> set[str]:
