@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -22,6 +21,7 @@ import numpy as np
 
 from .errors import OutputError
 from .io import atomic_write_bytes
+from .runtime.metadata import json_safe  # the one spelling of non-finite numbers in JSON outputs
 from .skeleton import JOINT_NAMES, LIMBS
 
 FORMAT = "dp-pose-zoo/keypoints"
@@ -32,23 +32,6 @@ VIDEO_FOURCC = "mp4v"
 def _tmp(path: Path) -> Path:
     """A hidden sibling that keeps the extension (VideoWriter picks the container from it)."""
     return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-
-
-def json_safe(value: Any) -> Any:
-    """Numpy to Python; non-finite floats spelled ``"inf"``, ``"-inf"``, ``"nan"`` (strict JSON, as ONNX metadata)."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def person_record(person, *, digits: int = 2) -> dict:
