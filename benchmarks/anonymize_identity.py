@@ -35,17 +35,17 @@ import cv2
 import numpy as np
 from _common import cpu_model, load_average
 
-from dp_pose_zoo.anonymize import anonymize, hidden_regions
+from dp_pose_zoo.video.anonymize import anonymize, hidden_regions
 from dp_pose_zoo.datasets import load_dataset
-from dp_pose_zoo.detection import make_detector
+from dp_pose_zoo.video.detection import make_detector
 from dp_pose_zoo.geometry import center_scale_to_bbox
 from dp_pose_zoo.metrics import limb_pckh, pckh_table
-from dp_pose_zoo.pipeline import InferOptions, render, run_inference
-from dp_pose_zoo.recovery import generate_key, load_key
+from dp_pose_zoo.video.pipeline import InferOptions, render, run_inference
+from dp_pose_zoo.video.recovery import generate_key, load_key
 from dp_pose_zoo.runtime import Person, PoseEstimator
 from dp_pose_zoo.skeleton import DEFAULT_KPT_THR
-from dp_pose_zoo.sources import open_source
-from dp_pose_zoo.tracking import PoseTracker
+from dp_pose_zoo.video.sources import open_source
+from dp_pose_zoo.video.tracking import PoseTracker
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = (ROOT / ".." / "shared" / "data").resolve()

@@ -82,9 +82,9 @@ def read_frames(path: Path, n: int) -> tuple[list[np.ndarray], float]:
 
 def end_to_end(estimator, video: Path, frames: int, det_every: int) -> dict:
     """``run_inference`` on the video: frames/s, people per frame, and the ms per crop of the pose model."""
-    from dp_pose_zoo.detection import MotionDetector
-    from dp_pose_zoo.pipeline import InferOptions, run_inference
-    from dp_pose_zoo.sources import open_source
+    from dp_pose_zoo.video.detection import MotionDetector
+    from dp_pose_zoo.video.pipeline import InferOptions, run_inference
+    from dp_pose_zoo.video.sources import open_source
 
     timed = {"crops": 0, "seconds": 0.0}
     original = estimator.__call__
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from dp_pose_zoo.skeleton import DEFAULT_KPT_THR
-    from dp_pose_zoo.sources import quiet_video_backends
+    from dp_pose_zoo.video.sources import quiet_video_backends
 
     quiet_video_backends()
     load_before = load_average()

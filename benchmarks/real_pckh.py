@@ -62,7 +62,7 @@ import numpy as np
 from _common import cpu_model, load_average, run_mediapipe
 
 from dp_pose_zoo.datasets import load_dataset
-from dp_pose_zoo.draw import draw_label, draw_skeleton
+from dp_pose_zoo.video.draw import draw_label, draw_skeleton
 from dp_pose_zoo.geometry import apply_affine, center_scale_to_bbox, crop_matrix, warp_crop
 from dp_pose_zoo.metrics import LIMB_COLUMNS, PCKH_COLUMNS, limb_pckh, pckh_table
 from dp_pose_zoo.runtime import PoseEstimator

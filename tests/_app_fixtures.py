@@ -85,14 +85,14 @@ def write_y4m(frames: list[np.ndarray], path: Path, *, fps: int = 10) -> Path:
 
 def skeleton_pixels(annotated_bgr: np.ndarray, raw_bgr: np.ndarray, *, changed: int = 60,
                     tolerance: int = 60) -> dict[str, int]:
-    """Pixels drawn by :func:`dp_pose_zoo.draw.draw_skeleton`: changed from the raw frame and of a skeleton colour.
+    """Pixels drawn by :func:`dp_pose_zoo.video.draw.draw_skeleton`: changed from the raw frame and of a skeleton colour.
 
     ``{"centre": n, "left": n, "right": n, "joints": n}`` -- bones by side
     colour, joints as white dots -- counting only pixels that differ from
     ``raw_bgr`` by more than ``changed`` in some channel and lie within
     ``tolerance`` of the colour in every channel.
     """
-    from dp_pose_zoo.draw import JOINT_COLOR, SIDE_COLORS
+    from dp_pose_zoo.video.draw import JOINT_COLOR, SIDE_COLORS
 
     a = annotated_bgr.astype(np.int16)
     moved = np.abs(a - raw_bgr.astype(np.int16)).max(axis=2) > changed
@@ -107,13 +107,13 @@ def skeleton_pixels(annotated_bgr: np.ndarray, raw_bgr: np.ndarray, *, changed: 
 def label_mismatch(annotated_bgr: np.ndarray, text: str, *, changed: int = 100) -> int:
     """Pixels that drawing ``text`` as the privacy label would change: 0 when the frame already carries ``text``.
 
-    Redraws the label (:func:`dp_pose_zoo.draw.draw_label`, top-left, the scale
+    Redraws the label (:func:`dp_pose_zoo.video.draw.draw_label`, top-left, the scale
     the frame's width gives) over the frame and counts pixels that move by more
     than ``changed`` in some channel. The band is opaque and lossless PNG keeps
     it exact, so the frame's own label gives 0; another label gives hundreds
     (``"ε=0.5 ..."`` against ``"ε=1.0 ..."`` on a 384-pixel-wide frame: hundreds).
     """
-    from dp_pose_zoo.draw import draw_label
+    from dp_pose_zoo.video.draw import draw_label
 
     redrawn = draw_label(annotated_bgr.copy(), text)
     return int((np.abs(redrawn.astype(np.int16) - annotated_bgr.astype(np.int16)).max(axis=2) > changed).sum())

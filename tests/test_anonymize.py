@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dp_pose_zoo.anonymize import NECK, SMEAR_CELLS, TOP, anonymize, face_box, hidden_regions
+from dp_pose_zoo.video.anonymize import NECK, SMEAR_CELLS, TOP, anonymize, face_box, hidden_regions
 from dp_pose_zoo.runtime import Person
 from dp_pose_zoo.skeleton import JOINT_INDEX as J
 

@@ -10,10 +10,10 @@ import pytest
 from onnx import TensorProto, helper
 
 from _infer_fixtures import CLIP
-from dp_pose_zoo.detection import (BoxesFile, FullFrameDetector, HogDetector, MotionDetector, OnnxDetector, box_iou,
+from dp_pose_zoo.video.detection import (BoxesFile, FullFrameDetector, HogDetector, MotionDetector, OnnxDetector, box_iou,
                                    decode_yolox, has_hog, letterbox, make_detector, merge_blobs, nms)
 from dp_pose_zoo.errors import DetectorError
-from dp_pose_zoo.sources import open_source
+from dp_pose_zoo.video.sources import open_source
 
 
 def test_iou_and_nms():

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from _infer_fixtures import COCO_DIR
-from dp_pose_zoo.draw import SIDE_COLORS, draw_label, draw_people, draw_skeleton, privacy_label, text_size
+from dp_pose_zoo.video.draw import SIDE_COLORS, draw_label, draw_people, draw_skeleton, privacy_label, text_size
 from dp_pose_zoo.runtime import Person
 from dp_pose_zoo.skeleton import coco_to_mpii
 

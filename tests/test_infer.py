@@ -17,7 +17,7 @@ import pytest
 from _infer_fixtures import CLIP, COCO_DIR, copy_clip, png_claiming, run_cli, tiny_onnx  # noqa: F401 (fixture)
 from hub_server import make_release
 from hub_server import tiny_onnx as write_tiny_onnx
-from dp_pose_zoo.sinks import FORMAT, FORMAT_VERSION, csv_columns
+from dp_pose_zoo.video.sinks import FORMAT, FORMAT_VERSION, csv_columns
 from dp_pose_zoo.skeleton import JOINT_NAMES
 
 pytestmark = pytest.mark.slow

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _blocked_imports import TRAINING_STACK, blocking_prelude  # noqa: E402
 from _infer_fixtures import CLIP, COCO_DIR  # noqa: E402
 
-from dp_pose_zoo import recovery  # noqa: E402
+from dp_pose_zoo.video import recovery  # noqa: E402
 from dp_pose_zoo.cli import main  # noqa: E402
 
 FRAMES = 6

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dp_pose_zoo.smoothing import OneEuroFilter, PoseSmoother, one_euro_step, smoothing_factor
+from dp_pose_zoo.video.smoothing import OneEuroFilter, PoseSmoother, one_euro_step, smoothing_factor
 
 
 def test_smoothing_factor_limits():

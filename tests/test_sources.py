@@ -10,7 +10,7 @@ import pytest
 
 from _infer_fixtures import CLIP, COCO_DIR, png_claiming
 from dp_pose_zoo.errors import SourceError, SourceNotFoundError
-from dp_pose_zoo.sources import ImageSource, VideoSource, WebcamSource, open_source, quiet_video_backends, source_stem
+from dp_pose_zoo.video.sources import ImageSource, VideoSource, WebcamSource, open_source, quiet_video_backends, source_stem
 
 quiet_video_backends()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dp_pose_zoo.runtime import Person
-from dp_pose_zoo.tracking import IouTracker, PoseTracker, keypoints_to_box, match_by_iou
+from dp_pose_zoo.video.tracking import IouTracker, PoseTracker, keypoints_to_box, match_by_iou
 
 
 def test_keypoints_to_box_uses_confident_joints_only():

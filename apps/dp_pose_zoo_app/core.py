@@ -6,9 +6,9 @@
 - :class:`ModelLoader`: a :class:`~dp_pose_zoo.runtime.PoseEstimator` per model, opened once.
 - :class:`LiveSession`: one browser's webcam stream (tracking, smoothing,
   anonymizing, drawing, frames/s), by composition of the runtime's parts as
-  :func:`dp_pose_zoo.pipeline.run_inference` composes them for a file.
+  :func:`dp_pose_zoo.video.pipeline.run_inference` composes them for a file.
 - :func:`process_upload`: an uploaded video or image through
-  :func:`~dp_pose_zoo.pipeline.run_inference`, or a :class:`SourceError` that
+  :func:`~dp_pose_zoo.video.pipeline.run_inference`, or a :class:`SourceError` that
   says in one line what is wrong with the file.
 """
 
@@ -30,13 +30,13 @@ import cv2
 import numpy as np
 
 from dp_pose_zoo.card import Card, format_epsilon
-from dp_pose_zoo.detection import make_detector
-from dp_pose_zoo.draw import privacy_label
 from dp_pose_zoo.errors import SourceError, UnknownModelError
-from dp_pose_zoo.pipeline import InferOptions, render, run_inference
-from dp_pose_zoo.smoothing import PoseSmoother
-from dp_pose_zoo.tracking import PoseTracker
 from dp_pose_zoo.release import ONNX_FILES, ONNX_PATHS
+from dp_pose_zoo.video.detection import make_detector
+from dp_pose_zoo.video.draw import privacy_label
+from dp_pose_zoo.video.pipeline import InferOptions, render, run_inference
+from dp_pose_zoo.video.smoothing import PoseSmoother
+from dp_pose_zoo.video.tracking import PoseTracker
 from dp_pose_zoo.zoo import list_zoo
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ def process_upload(path: str | os.PathLike | None, estimator, *, out_root: str |
                    options: InferOptions, people: str = "detect", model_key: str = "default",
                    max_frames: int = UPLOAD_MAX_FRAMES) -> UploadResult:
     """Run ``estimator`` over an uploaded video or image; :class:`SourceError` (one line) if it is not one."""
-    from dp_pose_zoo.sources import open_source, quiet_video_backends
+    from dp_pose_zoo.video.sources import open_source, quiet_video_backends
 
     if path is None:
         raise SourceError("no file uploaded: choose a video or an image first")

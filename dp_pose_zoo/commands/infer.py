@@ -38,7 +38,7 @@ decoded input exactly; with a lossy one (mp4v, jpg) the changed pixels come back
 is as the codec left it.
 
 detectors: auto (hog where OpenCV has it; else motion for video, full for images), hog, motion,
-onnx:PATH (YOLOX/RTMDet-style, see dp_pose_zoo.detection.OnnxDetector); --boxes full|boxes.json
+onnx:PATH (YOLOX/RTMDet-style, see dp_pose_zoo.video.detection.OnnxDetector); --boxes full|boxes.json
 replaces the detector (boxes.json schema: docs/output-format.md).
 """
 
@@ -86,10 +86,10 @@ def run(args) -> int:
     """Open everything (failing early), run, print the run folder and a one-line summary."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from ..detection import make_detector
+    from ..video.detection import make_detector
     from ..errors import SourceError
-    from ..pipeline import InferOptions, run_inference
-    from ..sources import open_source, quiet_video_backends, source_stem
+    from ..video.pipeline import InferOptions, run_inference
+    from ..video.sources import open_source, quiet_video_backends, source_stem
 
     _check_args(args)
     recovery_key = _recovery_key(args)
@@ -142,7 +142,7 @@ def _recovery_key(args) -> bytes | None:
     if args.recoverable is None:
         return None
     from ..errors import RecoveryError
-    from ..recovery import load_key
+    from ..video.recovery import load_key
 
     if not args.anonymize:
         raise RecoveryError("--recoverable needs --anonymize: there is nothing to recover otherwise")

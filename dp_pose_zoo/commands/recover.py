@@ -1,7 +1,7 @@
 """``dp-pose keygen`` and ``dp-pose recover``: the key to anonymized outputs, and the way back to the originals.
 
 ``infer --anonymize MODE --recoverable KEYFILE`` seals the original pixels of
-every change it made into a sidecar (:mod:`dp_pose_zoo.recovery`); ``recover``
+every change it made into a sidecar (:mod:`dp_pose_zoo.video.recovery`); ``recover``
 opens it with the key on a trusted machine and writes the original frames.
 A wrong key, an edited or truncated sidecar, another run's sidecar or frames
 out of order are refused in one line (exit 2) and nothing is written.
@@ -52,14 +52,14 @@ def add_parsers(subparsers) -> None:
 
 
 def run_keygen(args) -> int:
-    from ..recovery import generate_key
+    from ..video.recovery import generate_key
 
     print(f"key {generate_key(args.keyfile)} written to {args.keyfile} (mode 0600); keep it secret")
     return 0
 
 
 def run_recover(args) -> int:
-    from ..recovery import load_key
+    from ..video.recovery import load_key
 
     key = load_key(args.key)
     frames, out = recover_output(args.output, key, out_dir=args.out)
@@ -70,7 +70,7 @@ def run_recover(args) -> int:
 def _locate(output: Path) -> tuple[Path, Path | None, Path]:
     """``(sidecar, video or None for images, run folder)`` of an OUTPUT argument."""
     from ..errors import RecoveryError
-    from ..recovery import IMAGES_OUTPUT, SIDECAR_SUFFIX, sidecar_path
+    from ..video.recovery import IMAGES_OUTPUT, SIDECAR_SUFFIX, sidecar_path
 
     if output.is_file():
         return sidecar_path(output), output, output.parent
@@ -107,10 +107,10 @@ def recover_output(output, key: bytes, *, out_dir=None) -> tuple[int, Path]:
 
     from ..errors import RecoveryError
     from ..io import atomic_dir
-    from ..pipeline import prepare_run_dir
-    from ..recovery import SidecarReader
-    from ..sinks import ImageSink, VideoSink
-    from ..sources import quiet_video_backends
+    from ..video.pipeline import prepare_run_dir
+    from ..video.recovery import SidecarReader
+    from ..video.sinks import ImageSink, VideoSink
+    from ..video.sources import quiet_video_backends
 
     sidecar, video, run_dir = _locate(Path(output))
     reader = SidecarReader(sidecar, key)

@@ -35,7 +35,7 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
-from .errors import DetectorError
+from ..errors import DetectorError
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +323,7 @@ class OnnxDetector:
     def __init__(self, path: str | os.PathLike, *, threads: int | None = None, score_thr: float = 0.3,
                  iou_thr: float = 0.45, mean: tuple[float, float, float] | None = None,
                  std: tuple[float, float, float] | None = None):
-        from .runtime.onnx_model import open_session
+        from ..runtime.onnx_model import open_session
 
         self.path = Path(path)
         try:

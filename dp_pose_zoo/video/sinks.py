@@ -19,10 +19,10 @@ from typing import Any, Iterable
 import cv2
 import numpy as np
 
-from .errors import OutputError
-from .io import atomic_write_bytes
-from .runtime.metadata import json_safe  # the one spelling of non-finite numbers in JSON outputs
-from .skeleton import JOINT_NAMES, LIMBS
+from ..errors import OutputError
+from ..io import atomic_write_bytes
+from ..runtime.metadata import json_safe  # the one spelling of non-finite numbers in JSON outputs
+from ..skeleton import JOINT_NAMES, LIMBS
 
 FORMAT = "dp-pose-zoo/keypoints"
 FORMAT_VERSION = 1

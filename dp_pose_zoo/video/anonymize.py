@@ -14,7 +14,7 @@ painter, so the motion stays readable in its surroundings.
 
 :func:`hidden_regions` says which boxes a mode hides (``keypoints.json`` records
 them per frame); recoverable outputs seal the original pixels of everything a
-frame changed (:mod:`dp_pose_zoo.recovery`).
+frame changed (:mod:`dp_pose_zoo.video.recovery`).
 
 Only people that were found are hidden: a person the detector missed stays
 visible in ``blur``/``pixelate`` output; ``skeleton`` is the mode that cannot leak.
@@ -27,7 +27,7 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from .skeleton import JOINT_INDEX
+from ..skeleton import JOINT_INDEX
 
 MODES: tuple[str, ...] = ("blur", "pixelate", "skeleton", "avatar")
 REGIONS: tuple[str, ...] = ("face", "body")
@@ -109,7 +109,7 @@ def draw_avatar(image: np.ndarray, person, *, kpt_thr: float = 0.3) -> np.ndarra
 
 def paint_mannequin(image: np.ndarray, person, *, kpt_thr: float = 0.3) -> np.ndarray:
     """A faceless mannequin on ``person``'s confident keypoints, in place, by SynthPose's painter."""
-    from .datasets.synthpose import mannequin_parts, paint_parts
+    from ..datasets.synthpose import mannequin_parts, paint_parts
 
     box = np.asarray(person.box, dtype=np.float64)[:4]
     pts = np.asarray(person.keypoints, dtype=np.float64)

@@ -37,7 +37,7 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .errors import OutputError, RecoveryError
+from ..errors import OutputError, RecoveryError
 
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12

@@ -24,7 +24,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .errors import SourceError, SourceNotFoundError
+from ..errors import SourceError, SourceNotFoundError
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
 """Inference on a whole source, by composition: source -> boxes/tracks -> pose -> smoothing -> sinks.
 
 Nothing here knows how any part works: :func:`run_inference` wires a
-:class:`~dp_pose_zoo.sources.Source`, a detector, a
+:class:`~dp_pose_zoo.video.sources.Source`, a detector, a
 :class:`~dp_pose_zoo.runtime.PoseEstimator` (inside a
-:class:`~dp_pose_zoo.tracking.PoseTracker`), an optional
-:class:`~dp_pose_zoo.smoothing.PoseSmoother`, the drawing and anonymizing
+:class:`~dp_pose_zoo.video.tracking.PoseTracker`), an optional
+:class:`~dp_pose_zoo.video.smoothing.PoseSmoother`, the drawing and anonymizing
 functions and the sinks, and returns a :class:`Summary`.
 
 The run folder is staged under a temporary name and renamed when the run
@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..errors import OutputError
+from ..io import atomic_dir
+from ..skeleton import DEFAULT_KPT_THR
 from .anonymize import anonymize, hidden_regions
 from .detection import BoxesFile, FullFrameDetector
 from .draw import draw_people
-from .errors import OutputError
-from .io import atomic_dir
-from .skeleton import DEFAULT_KPT_THR
 from .sinks import CsvSink, ImageSink, JsonSink, VideoSink, frame_record
 from .smoothing import PoseSmoother
 from .sources import Frame, Source
@@ -149,7 +149,7 @@ def run_inference(source: Source, estimator, detector: Callable, *, out_dir: str
 
     With ``recovery_key`` (and ``options.anonymize``) the original pixels of every
     change made to a frame are sealed into a sidecar beside the output
-    (:mod:`dp_pose_zoo.recovery`); the key itself is never written anywhere.
+    (:mod:`dp_pose_zoo.video.recovery`); the key itself is never written anywhere.
     """
     options = options or InferOptions()
     if recovery_key is not None and not options.anonymize:

@@ -15,8 +15,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..skeleton import DEFAULT_KPT_THR
 from .detection import box_iou
-from .skeleton import DEFAULT_KPT_THR
 
 BOX_SOURCES = ("detector", "keypoints", "file", "full")
 
@@ -152,7 +152,7 @@ class PoseTracker:
 
     ``estimator`` is a :class:`~dp_pose_zoo.runtime.PoseEstimator` (or any
     callable ``(frame, boxes) -> list[Person]``); ``detector`` any callable
-    ``frame -> (N, 5)`` from :mod:`dp_pose_zoo.detection`.
+    ``frame -> (N, 5)`` from :mod:`dp_pose_zoo.video.detection`.
     """
 
     def __init__(self, estimator: Callable, detector: Callable, *, det_every: int = 5,

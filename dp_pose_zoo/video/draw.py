@@ -19,8 +19,8 @@ from typing import Any, Iterable
 import cv2
 import numpy as np
 
-from .card import epsilon_up, format_epsilon
-from .skeleton import DEFAULT_KPT_THR, LIMBS
+from ..card import epsilon_up, format_epsilon
+from ..skeleton import DEFAULT_KPT_THR, LIMBS
 
 # BGR by side: 0 centre, 1 left, 2 right (the person's own left and right).
 SIDE_COLORS: dict[int, tuple[int, int, int]] = {0: (255, 170, 60), 1: (60, 220, 60), 2: (40, 140, 255)}
@@ -201,7 +201,7 @@ def draw_box(image: np.ndarray, box: np.ndarray, *, track_id: int | None = None,
 def draw_people(image: np.ndarray, people: Iterable, *, kpt_thr: float = DEFAULT_KPT_THR, boxes: bool = True,
                 privacy: dict | None | bool = False, verified: bool = True, copy: bool = True) -> np.ndarray:
     """Skeletons (and boxes with track ids) of ``people`` -- :class:`~dp_pose_zoo.runtime.Person` or
-    :class:`~dp_pose_zoo.tracking.TrackedPerson` -- and, unless ``privacy`` is False, the privacy label
+    :class:`~dp_pose_zoo.video.tracking.TrackedPerson` -- and, unless ``privacy`` is False, the privacy label
     (see :func:`privacy_label` for ``verified``).
     """
     canvas = image.copy() if copy else image
