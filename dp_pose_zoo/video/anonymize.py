@@ -75,15 +75,21 @@ def blur_region(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     return image
 
 
-def pixelate_region(image: np.ndarray, box: np.ndarray, *, blocks: int = 6) -> np.ndarray:
-    """Replace ``box`` in place by a ``blocks`` x ``blocks`` mosaic (at most)."""
+def _coarsen_region(image: np.ndarray, box: np.ndarray, cells: int, interpolation: int) -> np.ndarray:
+    """Replace ``box`` in place by its ``cells`` x ``cells`` (at most) mean colours, scaled back up with
+    ``interpolation``: nothing finer than a cell survives."""
     where = _region(image, box)
     if where is not None:
         patch = image[where]
         h, w = patch.shape[:2]
-        small = cv2.resize(patch, (max(1, min(blocks, w)), max(1, min(blocks, h))), interpolation=cv2.INTER_AREA)
-        image[where] = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+        means = cv2.resize(patch, (max(1, min(cells, w)), max(1, min(cells, h))), interpolation=cv2.INTER_AREA)
+        image[where] = cv2.resize(means, (w, h), interpolation=interpolation)
     return image
+
+
+def pixelate_region(image: np.ndarray, box: np.ndarray, *, blocks: int = 6) -> np.ndarray:
+    """Replace ``box`` in place by a ``blocks`` x ``blocks`` mosaic (at most)."""
+    return _coarsen_region(image, box, blocks, cv2.INTER_NEAREST)
 
 
 def smear_region(image: np.ndarray, box: np.ndarray, *, cells: int = SMEAR_CELLS) -> np.ndarray:
@@ -92,13 +98,7 @@ def smear_region(image: np.ndarray, box: np.ndarray, *, cells: int = SMEAR_CELLS
     The result depends on those cell means alone, so nothing finer than a cell
     (a face, a print on a shirt, the outline of a body) can be read from it.
     """
-    where = _region(image, box)
-    if where is not None:
-        patch = image[where]
-        h, w = patch.shape[:2]
-        means = cv2.resize(patch, (max(1, min(cells, w)), max(1, min(cells, h))), interpolation=cv2.INTER_AREA)
-        image[where] = cv2.resize(means, (w, h), interpolation=cv2.INTER_LINEAR)
-    return image
+    return _coarsen_region(image, box, cells, cv2.INTER_LINEAR)
 
 
 def draw_avatar(image: np.ndarray, person, *, kpt_thr: float = 0.3) -> np.ndarray:
@@ -163,13 +163,10 @@ def anonymize(image: np.ndarray, people: Iterable, *, mode: str = "blur", region
         return np.zeros_like(image)
     out = image.copy()
     people = list(people)
+    hide = {"blur": blur_region, "pixelate": pixelate_region, "avatar": smear_region}[mode]
+    for person in people:  # an avatar's backdrops all first, so no person's smear covers another's mannequin
+        hide(out, _hidden_box(person, mode=mode, region=region, kpt_thr=kpt_thr))
     if mode == "avatar":
-        for person in people:  # every backdrop first, so no person's smear covers another's mannequin
-            smear_region(out, _hidden_box(person, mode=mode, region=region, kpt_thr=kpt_thr))
         for person in people:
             paint_mannequin(out, person, kpt_thr=kpt_thr)
-        return out
-    hide = blur_region if mode == "blur" else pixelate_region
-    for person in people:
-        hide(out, _hidden_box(person, mode=mode, region=region, kpt_thr=kpt_thr))
     return out
