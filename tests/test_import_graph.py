@@ -95,3 +95,10 @@ def test_nothing_below_the_cli_imports_it():
               for name, deps in import_graph().items()
               if not name.startswith(CLI_LAYER) and not name.endswith("__main__")}
     assert {name: deps for name, deps in upward.items() if deps} == {}
+
+
+def test_the_runtime_does_not_import_the_video_pipeline():
+    """``video`` sits on the runtime (the pose model it runs on frames); the runtime never needs it."""
+    upward = {name: sorted(d for d in deps if d.startswith("dp_pose_zoo.video"))
+              for name, deps in import_graph().items() if name.startswith("dp_pose_zoo.runtime")}
+    assert {name: deps for name, deps in upward.items() if deps} == {}
