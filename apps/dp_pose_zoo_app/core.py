@@ -4,9 +4,9 @@
   models) as dropdown entries labelled with epsilon, delta and C.
 - :func:`privacy_markdown`: a card's privacy block as Markdown (epsilon rounded UP).
 - :class:`ModelLoader`: a :class:`~dp_pose_zoo.runtime.PoseEstimator` per model, opened once.
-- :class:`LiveSession`: one browser's webcam stream (tracking, smoothing,
-  anonymizing, drawing, frames/s), by composition of the runtime's parts as
-  :func:`dp_pose_zoo.video.pipeline.run_inference` composes them for a file.
+- :class:`LiveSession`: one browser's webcam stream through the
+  :class:`~dp_pose_zoo.video.pipeline.FramePipeline` that
+  :func:`~dp_pose_zoo.video.pipeline.run_inference` runs for a file, and its frames/s.
 - :func:`process_upload`: an uploaded video or image through
   :func:`~dp_pose_zoo.video.pipeline.run_inference`, or a :class:`SourceError` that
   says in one line what is wrong with the file.
@@ -34,9 +34,8 @@ from dp_pose_zoo.errors import SourceError, UnknownModelError
 from dp_pose_zoo.release import ONNX_FILES, ONNX_PATHS
 from dp_pose_zoo.video.detection import make_detector
 from dp_pose_zoo.video.draw import privacy_label
-from dp_pose_zoo.video.pipeline import InferOptions, render, run_inference
-from dp_pose_zoo.video.smoothing import PoseSmoother
-from dp_pose_zoo.video.tracking import PoseTracker
+from dp_pose_zoo.video.pipeline import FramePipeline, InferOptions, run_inference
+from dp_pose_zoo.video.sources import Frame
 from dp_pose_zoo.zoo import list_zoo
 
 log = logging.getLogger(__name__)
@@ -195,7 +194,7 @@ class LiveStats:
 
 
 class LiveSession:
-    """One browser's webcam stream: its tracker and smoother, kept between frames, and its frames/s.
+    """One browser's webcam stream: its frame pipeline (tracks, smoothing), kept between frames, and its frames/s.
 
     ``session(frame_rgb, estimator, model_key=..., options=...)`` returns the
     annotated frame (RGB, as Gradio gives and takes them) and :class:`LiveStats`.
@@ -206,9 +205,9 @@ class LiveSession:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, window: int = 10):
         self._clock = clock
         self._arrivals: deque[float] = deque(maxlen=window)
-        self._tracker: PoseTracker | None = None
-        self._smoother: PoseSmoother | None = None
+        self._pipeline: FramePipeline | None = None
         self._setup: tuple[str, str] | None = None
+        self._frames = 0
 
     @property
     def fps(self) -> float | None:
@@ -226,19 +225,14 @@ class LiveSession:
         bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR if frame.shape[2] == 3 else cv2.COLOR_RGBA2BGR)
         if self._setup != (model_key, people):
             spec = _detector_spec(people)
-            self._tracker = PoseTracker(estimator, make_detector(spec, video=True),
-                                        det_every=1 if spec == "full" else options.det_every,
-                                        kpt_thr=options.kpt_thr, box_source="full" if spec == "full" else "detector")
-            self._smoother = None
+            # The whole frame costs nothing to "detect": every frame, so its box never drifts with the keypoints.
+            self._pipeline = FramePipeline(estimator, make_detector(spec, video=True), options,
+                                           det_every=1 if spec == "full" else None)
             self._setup = (model_key, people)
-        self._tracker.kpt_thr = options.kpt_thr
-        found = self._tracker(bgr)
-        if options.smooth:
-            self._smoother = self._smoother or PoseSmoother()
-            self._smoother.smooth_frame(found, start)
-        else:
-            self._smoother = None
-        canvas = render(bgr, found, options=options, privacy=estimator.metadata.get("privacy"))
+        self._pipeline.update(options)
+        found, canvas = self._pipeline(Frame(bgr, index=self._frames, name=f"frame_{self._frames:06d}",
+                                             timestamp=start))
+        self._frames += 1
         stats = LiveStats(fps=self.fps, ms=(self._clock() - start) * 1000.0, people=len(found))
         return cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB), stats
 
@@ -279,16 +273,9 @@ def process_upload(path: str | os.PathLike | None, estimator, *, out_root: str |
         raise SourceError(str(e).replace(str(path), path.name)) from None
     Path(out_root).mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix="upload-", dir=out_root)) / (path.stem or "upload")
-    try:
-        detector = make_detector(spec, video=not source.independent_frames)
-    except BaseException:
-        source.close()
-        raise
-    try:
+    with source, make_detector(spec, video=not source.independent_frames) as detector:
         summary = run_inference(source, estimator, detector, out_dir=out, options=options,
                                 settings={"model_arg": model_key, "max_frames": max_frames, "app": "dp-pose demo"})
-    finally:
-        source.close()
     if summary.frames == 0:
         raise SourceError(f"{path.name}: no frame could be decoded")
     annotated = [p for p in summary.outputs if p.suffix not in (".json", ".csv")]

@@ -86,18 +86,17 @@ def run(args) -> int:
     """Open everything (failing early), run, print the run folder and a one-line summary."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from ..video.detection import make_detector
     from ..errors import SourceError
+    from ..video.detection import make_detector
     from ..video.pipeline import InferOptions, run_inference
     from ..video.sources import open_source, quiet_video_backends, source_stem
 
     _check_args(args)
     recovery_key = _recovery_key(args)
     quiet_video_backends()
-    source = open_source(args.source, max_frames=args.max_frames)
-    try:
-        detector = make_detector(args.boxes or args.detector, video=not source.independent_frames,
-                                 threads=args.threads)
+    with open_source(args.source, max_frames=args.max_frames) as source, \
+            make_detector(args.boxes or args.detector, video=not source.independent_frames,
+                          threads=args.threads) as detector:
         estimator = load_estimator(args.model, precision=args.precision, threads=args.threads)
         out = Path(args.out) if args.out else unique_run_dir(RUNS_ROOT / source_stem(args.source))
         options = InferOptions(det_every=args.det_every, smooth=args.smooth, kpt_thr=args.kpt_thr,
@@ -115,9 +114,6 @@ def run(args) -> int:
             finally:
                 if bar is not None:
                     bar.close()
-    except BaseException:
-        source.close()
-        raise
     if summary.frames == 0:
         raise SourceError(f"{args.source}: no frame could be decoded")
     print(summary.line())

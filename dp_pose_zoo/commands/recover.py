@@ -120,38 +120,30 @@ def recover_output(output, key: bytes, *, out_dir=None) -> tuple[int, Path]:
     with atomic_dir(out) as staging:
         count = 0
         if video is None:
-            sink = ImageSink(staging, ext=".png")
-            while not reader.at_end(count):
-                sealed = reader.next_frame(count)
-                written = cv2.imread(str(run_dir / sealed.name), cv2.IMREAD_COLOR)
-                if written is None:
-                    raise RecoveryError(f"{run_dir / sealed.name} is missing or unreadable")
-                sink.write(sealed.restore(written), Path(sealed.name).stem)
-                count += 1
+            with ImageSink(staging, ext=".png") as sink:
+                while not reader.at_end(count):
+                    sealed = reader.next_frame(count)
+                    written = cv2.imread(str(run_dir / sealed.name), cv2.IMREAD_COLOR)
+                    if written is None:
+                        raise RecoveryError(f"{run_dir / sealed.name} is missing or unreadable")
+                    sink.write(sealed.restore(written), Path(sealed.name).stem)
+                    count += 1
         else:
             capture = cv2.VideoCapture(str(video))
             if not capture.isOpened():
                 raise RecoveryError(f"cannot open the video {video}")
-            sink = None
             try:
-                while True:
-                    ok, written = capture.read()
-                    if not ok:
-                        break
-                    restored = reader.next_frame(count).restore(written)
-                    if sink is None:
-                        sink = VideoSink(staging / f"{video.stem}.mkv", fps=capture.get(cv2.CAP_PROP_FPS) or 10.0,
-                                         size=(restored.shape[1], restored.shape[0]), fourcc="FFV1")
-                    sink.write(restored)
-                    count += 1
-                reader.finish(count)
-                if sink is None:
-                    raise RecoveryError(f"no frame of {video} could be decoded")
-                sink.close()
-            except BaseException:
-                if sink is not None:
-                    sink.abort()
-                raise
+                with VideoSink(staging / f"{video.stem}.mkv", fps=capture.get(cv2.CAP_PROP_FPS) or 10.0,
+                               fourcc="FFV1") as sink:
+                    while True:
+                        ok, written = capture.read()
+                        if not ok:
+                            break
+                        sink.write(reader.next_frame(count).restore(written))
+                        count += 1
+                    reader.finish(count)
+                    if count == 0:
+                        raise RecoveryError(f"no frame of {video} could be decoded")
             finally:
                 capture.release()
     return count, out

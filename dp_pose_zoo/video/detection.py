@@ -1,8 +1,10 @@
 """Person boxes for the top-down pose model: detectors that need no download, an ONNX one, or given boxes.
 
-Every detector is a callable ``detector(frame_bgr) -> (N, 5)`` float array of
-``x1 y1 x2 y2 score`` in frame pixels, best first. :func:`make_detector` builds
-one from the CLI's spec:
+Every detector is a :class:`Detector`: ``detect(frame)`` gives an ``(N, 5)``
+float array of ``x1 y1 x2 y2 score`` in frame pixels, best first (the image
+detectors are also callables on a bare image), and ``close()`` -- or a
+``with`` block -- releases what it holds. :func:`make_detector` builds one from
+the CLI's spec:
 
 ``hog``
     OpenCV's built-in HOG + linear-SVM people detector (Dalal & Triggs), with
@@ -30,24 +32,64 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
 import cv2
 import numpy as np
 
 from ..errors import DetectorError
+from .sources import Frame
 
 log = logging.getLogger(__name__)
 
 NO_BOXES = np.zeros((0, 5), dtype=np.float64)
 
 
-class Detector(Protocol):
-    """``detector(frame) -> (N, 5)`` boxes ``x1 y1 x2 y2 score``."""
+class Detector:
+    """Base of every detector: :meth:`detect` a frame's people; :meth:`close` (or ``with``) when done.
 
-    name: str
+    An image detector implements ``__call__(image)``; one that needs to know
+    which frame it is (:class:`BoxesFile`) overrides :meth:`detect`.
+    """
 
-    def __call__(self, image: np.ndarray) -> np.ndarray: ...
+    name = "detector"  # keypoints.json's settings.detector
+    box_source = "detector"  # keypoints.json's box_source for the boxes it gives
+    every_frame = False  # True: asked on every frame, never followed from keypoints in between
+
+    def detect(self, frame: Frame) -> np.ndarray:
+        """``(N, 5)`` boxes ``x1 y1 x2 y2 score`` of the people in ``frame``, best first."""
+        return self(frame.image)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement __call__ or detect")
+
+    def observe(self, image: np.ndarray) -> None:
+        """See a frame that is not detected on (the tracker follows keypoints there); most detectors need not."""
+
+    def close(self) -> None:
+        """Release what the detector holds (idempotent)."""
+
+    def __enter__(self) -> "Detector":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class CallableDetector(Detector):
+    """Any ``image -> (N, 5)`` callable (a stub, another library's detector) as a :class:`Detector`."""
+
+    def __init__(self, function: Callable[[np.ndarray], np.ndarray]):
+        self.function = function
+        self.name = getattr(function, "name", type(function).__name__)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return self.function(image)
+
+
+def as_detector(detector: Detector | Callable[[np.ndarray], np.ndarray]) -> Detector:
+    """``detector`` itself, or a bare callable wrapped as one."""
+    return detector if isinstance(detector, Detector) else CallableDetector(detector)
 
 
 # --- pure box maths ----------------------------------------------------------
@@ -97,10 +139,10 @@ def with_scores(boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 # --- detectors -----------------------------------------------------------------
 
-class FullFrameDetector:
+class FullFrameDetector(Detector):
     """One person filling the frame (score 1)."""
 
-    name = "full"
+    name = box_source = "full"
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
@@ -112,7 +154,7 @@ def has_hog() -> bool:
     return hasattr(cv2, "HOGDescriptor") and hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector")
 
 
-class HogDetector:
+class HogDetector(Detector):
     """OpenCV's HOG people detector. Its window is 64x128, so small frames are upscaled first."""
 
     name = "hog"
@@ -167,8 +209,11 @@ def merge_blobs(boxes: np.ndarray, *, reach_x: float = 0.2, reach_y: float = 0.3
     return np.array(boxes).reshape(-1, 4)
 
 
-class MotionDetector:
-    """Moving people as foreground blobs of a MOG2 background model (fixed camera; no model file)."""
+class MotionDetector(Detector):
+    """Moving people as foreground blobs of a MOG2 background model (fixed camera; no model file).
+
+    The model must see every frame: the tracker shows it the frames it does not detect on (:meth:`observe`).
+    """
 
     name = "motion"
 
@@ -181,7 +226,7 @@ class MotionDetector:
         self._zoom = 1.0
 
     def observe(self, image: np.ndarray) -> None:
-        """Feed a frame to the background model (every frame, detected or not)."""
+        """Feed a frame to the background model."""
         self._zoom = min(1.0, self.work_width / image.shape[1])
         small = cv2.resize(image, None, fx=self._zoom, fy=self._zoom, interpolation=cv2.INTER_AREA) \
             if self._zoom < 1.0 else image
@@ -190,10 +235,9 @@ class MotionDetector:
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
         self._mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 11)))
 
-    def __call__(self, image: np.ndarray, *, observed: bool = False) -> np.ndarray:
-        """Boxes of the moving people in ``image`` (observing it first unless ``observed``)."""
-        if not observed or self._mask is None:
-            self.observe(image)
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Boxes of the moving people in ``image`` (which the background model sees first)."""
+        self.observe(image)
         mask = self._mask
         n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
         min_px = self.min_area * mask.shape[0] * mask.shape[1]
@@ -211,7 +255,7 @@ class MotionDetector:
         return with_scores(clip_boxes(boxes, image.shape[1], image.shape[0])[:, :4], fill)
 
 
-class BoxesFile:
+class BoxesFile(Detector):
     """Boxes given per frame in a JSON file, for footage whose people are already found elsewhere.
 
     Schema (documented in docs/output-format.md)::
@@ -225,7 +269,8 @@ class BoxesFile:
     A bare list ``[[x1, y1, x2, y2], ...]`` is the same boxes on every frame.
     """
 
-    name = "boxes-file"
+    name, box_source = "boxes-file", "file"
+    every_frame = True  # its boxes are given for every frame: nothing to follow between detections
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -259,6 +304,9 @@ class BoxesFile:
             if key is not None and key in self.frames:
                 return self.frames[key].copy()
         return self.default.copy()
+
+    def detect(self, frame: Frame) -> np.ndarray:
+        return self.boxes_for(frame.index, frame.name)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         return self.default.copy()
@@ -299,7 +347,7 @@ def decode_yolox(raw: np.ndarray, size: tuple[int, int], *,
     return np.hstack([centre - half, centre + half]), scores
 
 
-class OnnxDetector:
+class OnnxDetector(Detector):
     """A YOLOX- or RTMDet-style person detector exported to ONNX (rtmlib's layout).
 
     Input: one ``(1, 3, H, W)`` float32 tensor, fixed H and W (640x640 when the
@@ -370,8 +418,11 @@ class OnnxDetector:
             return decode_yolox(first, self.input_size)
         raise DetectorError(f"{self.path}: output {outputs[0].shape} is neither (1, N, 5) nor (1, A, 5 + C)")
 
+    def close(self) -> None:
+        self.session = None  # ONNX Runtime frees a session's memory with its last reference
 
-def make_detector(spec: str = "auto", *, video: bool = True, threads: int | None = None) -> Callable:
+
+def make_detector(spec: str = "auto", *, video: bool = True, threads: int | None = None) -> Detector:
     """The detector a CLI spec names: ``auto``, ``hog``, ``motion``, ``full``, ``onnx:PATH`` or a boxes ``.json``."""
     if spec == "auto":
         if has_hog():

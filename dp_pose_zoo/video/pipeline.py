@@ -1,11 +1,14 @@
-"""Inference on a whole source, by composition: source -> boxes/tracks -> pose -> smoothing -> sinks.
+"""Inference by composition: source -> boxes/tracks -> pose -> smoothing -> drawing, anonymizing -> sinks.
 
-Nothing here knows how any part works: :func:`run_inference` wires a
-:class:`~dp_pose_zoo.video.sources.Source`, a detector, a
+Nothing here knows how any part works. :class:`FramePipeline` composes, frame
+by frame, a :class:`~dp_pose_zoo.video.detection.Detector` and a
 :class:`~dp_pose_zoo.runtime.PoseEstimator` (inside a
 :class:`~dp_pose_zoo.video.tracking.PoseTracker`), an optional
-:class:`~dp_pose_zoo.video.smoothing.PoseSmoother`, the drawing and anonymizing
-functions and the sinks, and returns a :class:`Summary`.
+:class:`~dp_pose_zoo.video.smoothing.PoseSmoother` and :func:`render`: the
+app's live webcam runs it as it is. :func:`run_inference` runs it over a whole
+:class:`~dp_pose_zoo.video.sources.Source` into the sinks of a run folder
+(:class:`RunSinks`) and returns a :class:`Summary`; ``dp-pose infer`` and the
+app's uploads call it.
 
 The run folder is staged under a temporary name and renamed when the run
 ends (:func:`dp_pose_zoo.io.atomic_dir`), so an error or a kill leaves no
@@ -17,6 +20,7 @@ everything up to then.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -24,11 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from ..errors import OutputError
 from ..io import atomic_dir
 from ..skeleton import DEFAULT_KPT_THR
 from .anonymize import anonymize, hidden_regions
-from .detection import BoxesFile, FullFrameDetector
+from .detection import Detector
 from .draw import draw_people
 from .sinks import CsvSink, ImageSink, JsonSink, VideoSink, frame_record
 from .smoothing import PoseSmoother
@@ -142,7 +148,99 @@ def output_codec(options: InferOptions, *, independent_frames: bool) -> str:
     return options.codec
 
 
-def run_inference(source: Source, estimator, detector: Callable, *, out_dir: str | os.PathLike,
+class FramePipeline:
+    """``FramePipeline(estimator, detector, options)(frame) -> (people, annotated image)``.
+
+    ``independent_frames`` (a folder of photos): every frame is detected
+    afresh and nothing is smoothed across frames. :meth:`update` applies new
+    options from the next frame on, keeping the tracks (the app's switches).
+    """
+
+    def __init__(self, estimator, detector: Detector | Callable, options: InferOptions, *,
+                 independent_frames: bool = False, det_every: int | None = None):
+        self.independent_frames = independent_frames
+        self.tracker = PoseTracker(estimator, detector, kpt_thr=options.kpt_thr,
+                                   det_every=1 if independent_frames else (det_every or options.det_every))
+        self.privacy, self.verified = model_privacy(estimator)
+        self.smoother: PoseSmoother | None = None
+        self.update(options)
+
+    @property
+    def detector(self) -> Detector:
+        return self.tracker.detector
+
+    def update(self, options: InferOptions) -> None:
+        """Threshold and switches of ``options`` from the next frame on; smoothing switched on starts afresh."""
+        self.options = options
+        self.tracker.kpt_thr = options.kpt_thr
+        smooth = options.smooth and not self.independent_frames
+        self.smoother = (self.smoother or PoseSmoother()) if smooth else None
+
+    def __call__(self, frame: Frame) -> tuple[list, np.ndarray]:
+        if self.independent_frames:
+            self.tracker.reset()
+        people = self.tracker(frame)
+        if self.smoother is not None:
+            self.smoother.smooth_frame(people, frame.timestamp)
+        return people, render(frame.image, people, options=self.options, privacy=self.privacy,
+                              verified=self.verified)
+
+
+class RunSinks:
+    """The outputs of one run folder, entered on ``stack``: the sealed sidecar (with ``recovery_key``),
+    ``keypoints.json``, ``keypoints.csv`` and the annotated video or images. :meth:`write` sends a frame to
+    all of them; the stack finishes them all or aborts them all."""
+
+    def __init__(self, stack: contextlib.ExitStack, folder: Path, *, source: Source, options: InferOptions,
+                 codec: str, header: dict, recovery_key: bytes | None = None):
+        ext, fourcc, lossless = CODECS[codec]
+        self.options = options
+        self.independent_frames = source.independent_frames
+        video_name = f"{source.name}{ext}"
+        self.sidecar = None
+        if recovery_key is not None:
+            from .recovery import IMAGES_OUTPUT, SidecarWriter, sidecar_path  # cryptography: only when asked
+
+            output_name = IMAGES_OUTPUT if self.independent_frames else video_name
+            self.sidecar = stack.enter_context(SidecarWriter(sidecar_path(folder / output_name), recovery_key,
+                                                             output=output_name, lossless=lossless))
+            header = {**header, "recovery": self.sidecar.describe()}
+        self.json = stack.enter_context(JsonSink(folder / "keypoints.json", header=header))
+        self.csv = stack.enter_context(CsvSink(folder / "keypoints.csv"))
+        self.pictures = stack.enter_context(
+            ImageSink(folder, ext=ext) if self.independent_frames
+            else VideoSink(folder / video_name, fps=source.fps or DEFAULT_VIDEO_FPS, fourcc=fourcc))
+
+    def write(self, frame: Frame, people: list, canvas: np.ndarray) -> None:
+        if self.sidecar is not None and not self.independent_frames and \
+                self.pictures.size not in (None, (canvas.shape[1], canvas.shape[0])):
+            raise OutputError(f"frame {frame.index} changes the video's size: a recoverable output needs frames "
+                              "of one size")
+        written_name = self.pictures.write(canvas, frame.name)
+        if self.sidecar is not None:
+            self.sidecar.write_frame(frame.image, canvas, name=written_name)
+        record = frame_record(frame, people)
+        if self.options.anonymize:
+            record["hidden"] = hidden_regions(frame.image.shape, people, mode=self.options.anonymize,
+                                              region=self.options.anonymize_region, kpt_thr=self.options.kpt_thr)
+        self.json.write(record)
+        self.csv.write(record)
+
+    def names(self) -> list[str]:
+        """The file names written: the tables, the video (or images) and the sidecar."""
+        sidecar = [self.sidecar.path] if self.sidecar is not None else []
+        return [p.name for p in (self.json.path, self.csv.path, *self.pictures.paths, *sidecar)]
+
+
+def _stage_run_dir(stack: contextlib.ExitStack, out: Path) -> Path:
+    """The staging folder of ``out`` (:func:`~dp_pose_zoo.io.atomic_dir`), entered on ``stack``."""
+    try:
+        return stack.enter_context(atomic_dir(out))
+    except OSError as e:
+        raise OutputError(f"cannot create output folder {out}: {e.strerror or e}") from None
+
+
+def run_inference(source: Source, estimator, detector: Detector | Callable, *, out_dir: str | os.PathLike,
                   options: InferOptions | None = None, on_frame: Callable[[Frame, list], None] | None = None,
                   settings: dict | None = None, recovery_key: bytes | None = None) -> Summary:
     """Run ``estimator`` over every frame of ``source`` and write the run folder ``out_dir``.
@@ -154,107 +252,45 @@ def run_inference(source: Source, estimator, detector: Callable, *, out_dir: str
     options = options or InferOptions()
     if recovery_key is not None and not options.anonymize:
         raise OutputError("--recoverable needs --anonymize: there is nothing to recover otherwise")
-    codec = output_codec(options, independent_frames=source.independent_frames)
-    ext, fourcc, lossless = CODECS[codec]
-    out = prepare_run_dir(out_dir)
-    privacy, verified = model_privacy(estimator)
     independent = source.independent_frames
-    box_source = "file" if isinstance(detector, BoxesFile) else ("full" if isinstance(detector, FullFrameDetector)
-                                                                  else "detector")
-    tracker = PoseTracker(estimator, detector, det_every=1 if independent else options.det_every,
-                          kpt_thr=options.kpt_thr, box_source=box_source)
-    smoother = PoseSmoother() if options.smooth and not independent else None
+    codec = output_codec(options, independent_frames=independent)
+    out = prepare_run_dir(out_dir)
+    annotate = FramePipeline(estimator, detector, options, independent_frames=independent)
     header = {"source": source.describe(), "model": model_description(estimator),
               "settings": {**options.to_dict(), "codec": codec, "recoverable": recovery_key is not None,
-                           "detector": getattr(detector, "name", type(detector).__name__), **(settings or {})}}
-    video_name = f"{source.name}{ext}"
+                           "detector": annotate.detector.name, **(settings or {})}}
     frames = people_total = 0
     tracks: set[int] = set()
+    with contextlib.ExitStack() as run:
+        staging = _stage_run_dir(run, out)
+        start = time.perf_counter()
+        with source, contextlib.ExitStack() as stack:  # the sinks finish, then the source closes
+            sinks = RunSinks(stack, staging, source=source, options=options, codec=codec, header=header,
+                             recovery_key=recovery_key)
+            try:
+                for frame in source:
+                    found, canvas = annotate(frame)
+                    sinks.write(frame, found, canvas)
+                    frames += 1
+                    people_total += len(found)
+                    tracks.update(p.track_id for p in found)
+                    if on_frame is not None:
+                        on_frame(frame, found)
+            except KeyboardInterrupt:
+                if source.kind != "webcam" or frames == 0:
+                    raise
+                log.info("stopped by the user after %d frames", frames)
+            summary = Summary(frames=frames, people=people_total,
+                              tracks=people_total if independent else len(tracks),
+                              seconds=time.perf_counter() - start, run_dir=out, stopped_early=source.stopped_early,
+                              skipped=[str(p) for p in getattr(source, "skipped", [])])
+            sinks.json.summary = summary.to_dict()
+        commit = run.pop_all()  # the staged folder is renamed into place only now, its own errors said so
     try:
-        staging_ctx = atomic_dir(out)
-        staging = staging_ctx.__enter__()
-    except OSError as e:
-        raise OutputError(f"cannot create output folder {out}: {e.strerror or e}") from None
-    sinks: list = []
-    start = time.perf_counter()
-    try:
-        sidecar = None
-        if recovery_key is not None:
-            from .recovery import IMAGES_OUTPUT, SidecarWriter, sidecar_path
-
-            output_name = IMAGES_OUTPUT if independent else video_name
-            sidecar = SidecarWriter(sidecar_path(staging / output_name), recovery_key, output=output_name,
-                                    lossless=lossless)
-            sinks.append(sidecar)
-            header["recovery"] = sidecar.describe()
-        json_sink = JsonSink(staging / "keypoints.json", header=header)
-        sinks.append(json_sink)
-        csv_sink = CsvSink(staging / "keypoints.csv")
-        sinks.append(csv_sink)
-        image_sink = ImageSink(staging, ext=ext) if independent else None
-        video_sink: VideoSink | None = None
-        try:
-            for frame in source:
-                if independent:
-                    tracker.reset()
-                given = detector.boxes_for(frame.index, frame.name) if isinstance(detector, BoxesFile) else None
-                found = tracker(frame.image, boxes=given)
-                if smoother is not None:
-                    smoother.smooth_frame(found, frame.timestamp)
-                canvas = render(frame.image, found, options=options, privacy=privacy, verified=verified)
-                if image_sink is not None:
-                    written_name = image_sink.write(canvas, frame.name).name
-                else:
-                    if video_sink is None:
-                        video_sink = VideoSink(staging / video_name, fps=source.fps or DEFAULT_VIDEO_FPS,
-                                               size=(canvas.shape[1], canvas.shape[0]), fourcc=fourcc)
-                        sinks.append(video_sink)
-                    if sidecar is not None and (canvas.shape[1], canvas.shape[0]) != video_sink.size:
-                        raise OutputError(f"frame {frame.index} changes the video's size: a recoverable "
-                                          "output needs frames of one size")
-                    video_sink.write(canvas)
-                    written_name = frame.name
-                if sidecar is not None:
-                    sidecar.write_frame(frame.image, canvas, name=written_name)
-                record = frame_record(frame, found)
-                if options.anonymize:
-                    record["hidden"] = hidden_regions(frame.image.shape, found, mode=options.anonymize,
-                                                      region=options.anonymize_region, kpt_thr=options.kpt_thr)
-                json_sink.write(record)
-                csv_sink.write(record)
-                frames += 1
-                people_total += len(found)
-                tracks.update(p.track_id for p in found)
-                if on_frame is not None:
-                    on_frame(frame, found)
-        except KeyboardInterrupt:
-            if source.kind != "webcam" or frames == 0:
-                raise
-            log.info("stopped by the user after %d frames", frames)
-        seconds = time.perf_counter() - start
-        summary = Summary(frames=frames, people=people_total, tracks=people_total if independent else len(tracks),
-                          seconds=seconds, run_dir=out, stopped_early=source.stopped_early,
-                          skipped=[str(p) for p in getattr(source, "skipped", [])])
-        json_sink.close(summary=summary.to_dict())
-        csv_sink.close()
-        if video_sink is not None:
-            video_sink.close()
-        if sidecar is not None:
-            sidecar.close()
-        names = [s.path.name for s in (json_sink, csv_sink, video_sink, sidecar) if s is not None]
-        names += [p.name for p in (image_sink.paths if image_sink else [])]
-    except BaseException as e:
-        for sink in sinks:
-            sink.abort()
-        source.close()
-        staging_ctx.__exit__(type(e), e, e.__traceback__)
-        raise
-    source.close()
-    try:
-        staging_ctx.__exit__(None, None, None)
+        commit.close()
     except OSError as e:
         raise OutputError(f"cannot finish output folder {out}: {e}") from None
-    summary.outputs = [out / n for n in names]
+    summary.outputs = [out / name for name in sinks.names()]
     return summary
 
 

@@ -38,6 +38,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import OutputError, RecoveryError
+from .sinks import FileSink
 
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12
@@ -145,15 +146,15 @@ def sidecar_path(output: str | os.PathLike) -> Path:
     return output.with_name(output.name + SIDECAR_SUFFIX)
 
 
-class SidecarWriter:
+class SidecarWriter(FileSink):
     """Seals the original pixels of each written frame's changes, frame by frame, into a sidecar.
 
-    Written to a hidden temporary name and renamed by :meth:`close` (after the
-    END record), removed by :meth:`abort`, as every sink is.
+    A binary :class:`~dp_pose_zoo.video.sinks.FileSink`: :meth:`finish` seals
+    the END record and renames it into place, :meth:`abort` removes it.
     """
 
     def __init__(self, path: str | os.PathLike, key: bytes, *, output: str, lossless: bool):
-        self.path = Path(path)
+        super().__init__(path, binary=True)
         self.output_id = secrets.token_hex(16)
         self.lossless = bool(lossless)
         header = {"format": FORMAT, "version": FORMAT_VERSION, "cipher": "AES-256-GCM", "output": output,
@@ -162,28 +163,17 @@ class SidecarWriter:
         self._hash = hashlib.sha256(head).digest()
         self._aead = AESGCM(key)
         self._seq = self.frames = 0
-        self.bytes_written = 0
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        try:
-            self._f = open(self._tmp, "wb")
-        except OSError as e:
-            raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
-        self._write(head)
-        self.closed = False
+        self._f.write(head)
 
     def describe(self) -> dict:
         """The ``recovery`` block of keypoints.json."""
         return {"sidecar": self.path.name, "output_id": self.output_id, "cipher": "AES-256-GCM",
                 "lossless": self.lossless}
 
-    def _write(self, data: bytes) -> None:
-        self._f.write(data)
-        self.bytes_written += len(data)
-
     def _seal(self, plaintext: bytes, aad: bytes) -> None:
         nonce = os.urandom(NONCE_BYTES)
         sealed = nonce + self._aead.encrypt(nonce, plaintext, aad)
-        self._write(_LENGTH.pack(len(sealed)) + sealed)
+        self._f.write(_LENGTH.pack(len(sealed)) + sealed)
         self._seq += 1
 
     def write_frame(self, original: np.ndarray, written: np.ndarray, *, name: str) -> list[tuple[int, ...]]:
@@ -205,20 +195,10 @@ class SidecarWriter:
         self.frames += 1
         return boxes
 
-    def close(self) -> None:
+    def finish(self) -> None:
         self._seal(json.dumps({"frames": self.frames, "records": self._seq}).encode(),
                    _aad(self._hash, b"END", self._seq, self.frames))
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self._f.close()
-        os.replace(self._tmp, self.path)
-        self.closed = True
-
-    def abort(self) -> None:
-        if not self.closed:
-            self._f.close()
-            self._tmp.unlink(missing_ok=True)
-            self.closed = True
+        super().finish()
 
 
 # ----------------------------------------------------------------------------- opening

@@ -1,9 +1,10 @@
 """Where results go: an annotated video, annotated images, ``keypoints.json`` and ``keypoints.csv``.
 
-Every sink writes to a temporary name beside its final one and renames it
-when closed, and :meth:`abort` removes it: a crash never leaves a file that
-looks complete but is not. (The pipeline also stages the whole run folder, so
-this holds twice over.) The JSON and CSV layouts are documented in
+Every sink is a :class:`Sink`: it writes to a temporary name beside its final
+one, :meth:`~Sink.finish` renames it into place and :meth:`~Sink.abort` removes
+it, and a ``with`` block does the one or the other: a crash never leaves a file
+that looks complete but is not. (The pipeline also stages the whole run
+folder, so this holds twice over.) The JSON and CSV layouts are documented in
 ``docs/output-format.md``; change them only together with that file and
 :data:`FORMAT_VERSION`.
 """
@@ -34,6 +35,31 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
 
 
+class Sink:
+    """Base of every output: ``write`` as frames come, then :meth:`finish` (the output appears under its
+    name) or :meth:`abort` (nothing is left). ``with sink:`` finishes on success and aborts on an error."""
+
+    def finish(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement finish")
+
+    def abort(self) -> None:
+        """Remove what was written (idempotent; a no-op once finished)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement abort")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+            return
+        try:
+            self.finish()
+        except BaseException:
+            self.abort()
+            raise
+
+
 def person_record(person, *, digits: int = 2) -> dict:
     """One person as the JSON layout has it (see docs/output-format.md)."""
     kps = np.asarray(person.keypoints, dtype=np.float64)
@@ -57,19 +83,22 @@ def frame_record(frame, people: Iterable) -> dict:
             "width": w, "height": h, "people": [person_record(p) for p in people]}
 
 
-class _FileSink:
-    """A text file written under a temporary name, renamed on :meth:`close`, removed on :meth:`abort`."""
+class FileSink(Sink):
+    """A file (text, or bytes with ``binary``) written under a temporary name, synced and renamed by
+    :meth:`finish`, removed by :meth:`abort`."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, binary: bool = False):
         self.path = Path(path)
         self._tmp = _tmp(self.path)
         try:
-            self._f = open(self._tmp, "w", newline="", encoding="utf-8")
+            self._f = open(self._tmp, "wb") if binary else open(self._tmp, "w", newline="", encoding="utf-8")
         except OSError as e:
             raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
         self.closed = False
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
+        self._f.flush()
+        os.fsync(self._f.fileno())
         self._f.close()
         os.replace(self._tmp, self.path)
         self.closed = True
@@ -81,11 +110,15 @@ class _FileSink:
             self.closed = True
 
 
-class JsonSink(_FileSink):
-    """``keypoints.json``, streamed frame by frame so a long run does not hold every frame in memory."""
+class JsonSink(FileSink):
+    """``keypoints.json``, streamed frame by frame so a long run does not hold every frame in memory.
+
+    Its closing ``summary`` (set it before :meth:`finish`) says what the run did.
+    """
 
     def __init__(self, path: str | os.PathLike, *, header: dict):
         super().__init__(path)
+        self.summary: dict = {}
         head = {"format": FORMAT, "version": FORMAT_VERSION, **json_safe(header),
                 "joint_names": list(JOINT_NAMES), "skeleton": [list(limb) for limb in LIMBS]}
         lines = [f" {json.dumps(k)}: {json.dumps(v, allow_nan=False)}" for k, v in head.items()]
@@ -96,9 +129,9 @@ class JsonSink(_FileSink):
         self._f.write(("\n  " if self._first else ",\n  ") + json.dumps(json_safe(record), allow_nan=False))
         self._first = False
 
-    def close(self, *, summary: dict) -> None:
-        self._f.write("\n ],\n \"summary\": " + json.dumps(json_safe(summary), allow_nan=False) + "\n}\n")
-        self._finish()
+    def finish(self) -> None:
+        self._f.write("\n ],\n \"summary\": " + json.dumps(json_safe(self.summary), allow_nan=False) + "\n}\n")
+        super().finish()
 
 
 def csv_columns() -> list[str]:
@@ -110,7 +143,7 @@ def csv_columns() -> list[str]:
     return cols
 
 
-class CsvSink(_FileSink):
+class CsvSink(FileSink):
     """``keypoints.csv``: the same numbers as the JSON, one row per person per frame."""
 
     def __init__(self, path: str | os.PathLike):
@@ -126,47 +159,63 @@ class CsvSink(_FileSink):
                 row += [x, y, s]
             self._writer.writerow(row)
 
-    def close(self) -> None:
-        self._finish()
 
+class VideoSink(Sink):
+    """An annotated video via ``cv2.VideoWriter`` (``mp4v`` in .mp4); frames of another size are resized.
 
-class VideoSink:
-    """An annotated video via ``cv2.VideoWriter`` (``mp4v`` in .mp4); frames of another size are resized."""
+    ``size`` ``(width, height)`` defaults to the first frame's: the file is opened when that frame comes.
+    """
 
-    def __init__(self, path: str | os.PathLike, *, fps: float, size: tuple[int, int], fourcc: str = VIDEO_FOURCC):
+    def __init__(self, path: str | os.PathLike, *, fps: float, size: tuple[int, int] | None = None,
+                 fourcc: str = VIDEO_FOURCC):
         self.path = Path(path)
-        self.size = (int(size[0]), int(size[1]))  # (width, height)
+        self.fps, self.fourcc = float(fps), fourcc
+        self.size = None if size is None else (int(size[0]), int(size[1]))
         self._tmp = _tmp(self.path)
-        self._writer = cv2.VideoWriter(os.fspath(self._tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
-        if not self._writer.isOpened():
-            self._writer.release()
-            self._tmp.unlink(missing_ok=True)
-            raise OutputError(f"cannot write video {self.path} (codec {fourcc} at {fps:g} fps, {size[0]}x{size[1]})")
+        self._writer: cv2.VideoWriter | None = None
         self.frames = 0
         self.closed = False
 
-    def write(self, image: np.ndarray) -> None:
+    @property
+    def paths(self) -> list[Path]:
+        return [self.path]
+
+    def _open(self, size: tuple[int, int]) -> cv2.VideoWriter:
+        writer = cv2.VideoWriter(os.fspath(self._tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, size)
+        if not writer.isOpened():
+            writer.release()
+            self._tmp.unlink(missing_ok=True)
+            raise OutputError(f"cannot write video {self.path} (codec {self.fourcc} at {self.fps:g} fps, "
+                              f"{size[0]}x{size[1]})")
+        return writer
+
+    def write(self, image: np.ndarray, name: str | None = None) -> str | None:
+        """Append ``image``; returns ``name`` (a frame of a video is known by its source's frame name)."""
+        if self._writer is None:
+            self.size = self.size or (image.shape[1], image.shape[0])
+            self._writer = self._open(self.size)
         if (image.shape[1], image.shape[0]) != self.size:
             image = cv2.resize(image, self.size)
         self._writer.write(image)
         self.frames += 1
+        return name
 
-    def close(self) -> None:
-        self._writer.release()
+    def finish(self) -> None:
         if self.frames == 0:
-            self._tmp.unlink(missing_ok=True)
             raise OutputError(f"no frames were written to {self.path}")
+        self._writer.release()
         os.replace(self._tmp, self.path)
         self.closed = True
 
     def abort(self) -> None:
         if not self.closed:
-            self._writer.release()
+            if self._writer is not None:
+                self._writer.release()
             self._tmp.unlink(missing_ok=True)
             self.closed = True
 
 
-class ImageSink:
+class ImageSink(Sink):
     """Annotated images, one file per frame name, in a folder (each written atomically)."""
 
     def __init__(self, folder: str | os.PathLike, *, ext: str = ".jpg"):
@@ -174,7 +223,8 @@ class ImageSink:
         self.ext = ext
         self.paths: list[Path] = []
 
-    def write(self, image: np.ndarray, name: str) -> Path:
+    def write(self, image: np.ndarray, name: str) -> str:
+        """Write ``image`` as ``<name><ext>``; returns that file name."""
         ok, data = cv2.imencode(self.ext, image)
         if not ok:
             raise OutputError(f"cannot encode {name}{self.ext}")
@@ -184,9 +234,9 @@ class ImageSink:
         except OSError as e:
             raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
         self.paths.append(path)
-        return path
+        return path.name
 
-    def close(self) -> None:
+    def finish(self) -> None:
         """Nothing to finish: each image was complete when written."""
 
     def abort(self) -> None:

@@ -16,7 +16,8 @@ from typing import Callable
 import numpy as np
 
 from ..skeleton import DEFAULT_KPT_THR
-from .detection import box_iou
+from .detection import Detector, as_detector, box_iou
+from .sources import Frame
 
 BOX_SOURCES = ("detector", "keypoints", "file", "full")
 
@@ -151,35 +152,39 @@ class PoseTracker:
     """``PoseTracker(estimator, detector, det_every=5)(frame)``: tracked people with ids (rtmlib's composition).
 
     ``estimator`` is a :class:`~dp_pose_zoo.runtime.PoseEstimator` (or any
-    callable ``(frame, boxes) -> list[Person]``); ``detector`` any callable
-    ``frame -> (N, 5)`` from :mod:`dp_pose_zoo.video.detection`.
+    callable ``(image, boxes) -> list[Person]``); ``detector`` a
+    :class:`~dp_pose_zoo.video.detection.Detector` or any callable ``image -> (N, 5)``.
+    ``box_source`` (default: the detector's) is what the people's ``box_source`` says of detected boxes.
     """
 
-    def __init__(self, estimator: Callable, detector: Callable, *, det_every: int = 5,
+    def __init__(self, estimator: Callable, detector: Detector | Callable, *, det_every: int = 5,
                  kpt_thr: float = DEFAULT_KPT_THR,
-                 iou_thr: float = 0.3, max_age: int = 10, box_source: str = "detector"):
+                 iou_thr: float = 0.3, max_age: int = 10, box_source: str | None = None):
         if det_every < 1:
             raise ValueError(f"det_every must be at least 1, got {det_every}")
-        self.estimator, self.detector = estimator, detector
-        self.det_every, self.kpt_thr, self.box_source = det_every, kpt_thr, box_source
+        self.estimator, self.detector = estimator, as_detector(detector)
+        self.det_every = 1 if self.detector.every_frame else det_every
+        self.kpt_thr, self.box_source = kpt_thr, box_source or self.detector.box_source
         self.tracker = IouTracker(iou_thr=iou_thr, max_age=max_age)
         self._last: list[TrackedPerson] = []
         self._frame = 0
 
-    def __call__(self, image: np.ndarray, *, boxes: np.ndarray | None = None) -> list[TrackedPerson]:
-        """People in ``image``; ``boxes`` ``(N, 4|5)`` replace the detector on this frame when given."""
-        observe = getattr(self.detector, "observe", None)
-        if observe is not None:
-            observe(image)  # a background model must see every frame
+    def __call__(self, frame: Frame | np.ndarray, *, boxes: np.ndarray | None = None) -> list[TrackedPerson]:
+        """People in ``frame`` (a bare image is taken as the next frame); ``boxes`` ``(N, 4|5)`` replace the
+        detector on this frame when given."""
+        if not isinstance(frame, Frame):
+            frame = Frame(frame, index=self._frame, name=f"frame_{self._frame:06d}", timestamp=float(self._frame))
+        image = frame.image
         known_ids: list[int] | None = None
-        if boxes is not None:
-            dets, source = np.asarray(boxes, dtype=np.float64), self.box_source
-        elif self._frame % self.det_every == 0 or not self._last:
-            dets = self.detector(image, observed=True) if observe is not None else self.detector(image)
-            source = self.box_source
+        if boxes is None and (self._frame % self.det_every == 0 or not self._last):
+            dets, source = self.detector.detect(frame), self.box_source
         else:
-            dets, known_ids = self._boxes_from_keypoints(image.shape[:2])
-            source = "keypoints"
+            self.detector.observe(image)  # a background model must see the frames it does not detect on
+            if boxes is not None:
+                dets, source = np.asarray(boxes, dtype=np.float64), self.box_source
+            else:
+                dets, known_ids = self._boxes_from_keypoints(image.shape[:2])
+                source = "keypoints"
         self._frame += 1
         dets = np.asarray(dets, dtype=np.float64).reshape(-1, dets.shape[-1] if dets.size else 5)
         people = self.estimator(image, dets[:, :4]) if len(dets) else []
