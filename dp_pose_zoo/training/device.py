@@ -106,3 +106,10 @@ def select(device: str, precision: str, *, private: bool) -> tuple[torch.device,
     dev = resolve_device(device)
     check_precision(precision, dev, private=private)
     return dev, Precision(dev.type, precision)
+
+
+def to_device(batch: dict[str, torch.Tensor] | None, device: torch.device) -> dict[str, torch.Tensor] | None:
+    """A batch's tensors on ``device`` (a CPU batch, or an empty draw's None, as it is)."""
+    if batch is None or device.type == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}

@@ -1,21 +1,32 @@
-"""One DP-SGD gradient: clip per sample, sum, add Gaussian noise (paper eq. 6-7).
+"""The DP-SGD / PDP-SGD step (paper eq. 5-8), in one place: ``DPStep``.
 
-Split in two on purpose: ``clip_and_sum`` is the only part that sees private
-samples one by one; ``add_noise`` is the Gaussian mechanism on the sum. The
-noisy sum is divided by the EXPECTED batch size ``q * N`` (as Opacus does under
-Poisson sampling), never by the realised one: the realised size depends on
-who was sampled, so dividing by it would leak membership.
+``dp_step(batch, step)`` is Opacus' one verb: journal the step, clip each
+sample's gradient and sum, sum over ranks, add Gaussian noise once, divide by
+the expected batch size, project onto the public subspace (PDP-SGD), and let
+the optimizer step. The maths it calls: ``per_sample`` (per-sample gradients)
+and ``projection`` (the public subspace).
+
+``clip_and_sum`` is the only part that sees private samples one by one;
+``add_noise`` is the Gaussian mechanism on the sum. The noisy sum is divided
+by the EXPECTED batch size ``q * N`` (as Opacus does under Poisson sampling),
+never by the realised one: the realised size depends on who was sampled, so
+dividing by it would leak membership.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from ..errors import PrivacyError, RecipeError
+from .device import FP32, Precision, to_device
+from .distributed import World, all_reduce_sum
+from .ledger import LedgerJournal
 from .losses import simcc_loss
-from .device import FP32, Precision
 from .per_sample import LossFn, batch_size, per_sample_gradients, slice_batch, trainable_names
+from .projection import SubspaceProjector, flatten, public_gradients, unflatten
 
 #: Added to the norm before dividing, so a zero gradient does not divide by zero.
 CLIP_EPS = 1e-6
@@ -109,3 +120,100 @@ def add_noise(summed: dict[str, torch.Tensor], *, noise_multiplier: float, clipp
         noise = torch.randn(value.shape, generator=generator, dtype=value.dtype, device=generator.device)
         noisy[name] = (value + noise.to(value.device) * std) / expected_batch_size
     return noisy
+
+
+SAMPLING, NOISE = 0, 1  # independent random streams of a DP run's secret seed
+
+
+def stream_seed(*words: int) -> int:
+    """A 63-bit seed for the random stream named by ``words`` (e.g. ``(secret, NOISE, step)``)."""
+    return int(np.random.SeedSequence([int(w) for w in words]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def poisson_sample(num_people: int, sample_rate: float, secret: int, step: int) -> list[int]:
+    """The people in step ``step``: each independently with probability q, drawn from the secret seed.
+
+    Who was sampled must stay hidden for the subsampling amplification to hold.
+    """
+    gen = torch.Generator().manual_seed(stream_seed(secret, SAMPLING, step))
+    return torch.nonzero(torch.rand(num_people, generator=gen) < sample_rate).flatten().tolist()
+
+
+class PublicSubspace:
+    """PDP-SGD's projection: the top-k subspace of the public set's per-sample gradients, refit when due.
+
+    Refit at the first step a run (or a resumed run) takes, then every
+    ``refresh_every`` steps, or by default at each of ``epoch_starts``.
+    Fitting reads public data only and projecting the noisy gradient is
+    post-processing: neither costs privacy (the public set is checked
+    disjoint from the private one before training).
+    """
+
+    def __init__(self, public: Dataset, k: int, *, refresh_every: int | None, epoch_starts: set[int],
+                 physical_batch_size: int, precision: Precision = FP32, device: torch.device = torch.device("cpu")):
+        self.public, self.k = public, k
+        self.refresh_every, self.epoch_starts = refresh_every, epoch_starts
+        self.physical_batch_size, self.precision, self.device = physical_batch_size, precision, device
+        self.projector: SubspaceProjector | None = None
+
+    def _due(self, step: int) -> bool:
+        return step % self.refresh_every == 0 if self.refresh_every else step in self.epoch_starts
+
+    def refresh_if_due(self, model: nn.Module, step: int) -> None:
+        if self.projector is not None and not self._due(step):
+            return
+        loader = (to_device(b, self.device) for b in DataLoader(self.public, batch_size=self.physical_batch_size))
+        grads = public_gradients(model, loader, physical_batch_size=self.physical_batch_size, precision=self.precision)
+        self.projector = SubspaceProjector(self.k).fit(grads)
+
+    def project(self, grads: dict[str, torch.Tensor], names: list[str]) -> dict[str, torch.Tensor]:
+        return unflatten(self.projector.project(flatten(grads, names)), grads, names)
+
+
+class DPStep:
+    """One DP-SGD / PDP-SGD step: ``dp_step(batch, step)`` journals, clips, noises, projects and updates.
+
+    ``batch`` is this rank's share of the step's Poisson sample (None when
+    nobody was drawn: the noise is added all the same). The noise of step
+    ``step`` comes from the secret seed's NOISE stream, identical on every
+    rank, so it is added once. ``journal`` (rank 0 only) gets the step's line
+    before the update, so a run killed at any point still counts every step;
+    ``subspace`` makes the step PDP-SGD's.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, noise_multiplier: float,
+                 clipping_norm: float, sample_rate: float, expected_batch_size: float, physical_batch_size: int,
+                 secret: int, journal: LedgerJournal | None = None, world: World = World(),
+                 subspace: PublicSubspace | None = None, prefix_units: int = 0, precision: Precision = FP32):
+        self.model, self.optimizer = model, optimizer
+        self.noise_multiplier, self.clipping_norm = noise_multiplier, clipping_norm
+        self.sample_rate, self.expected_batch_size = sample_rate, expected_batch_size
+        self.physical_batch_size, self.prefix_units, self.precision = physical_batch_size, prefix_units, precision
+        self.secret, self.journal, self.world, self.subspace = secret, journal, world, subspace
+        self.names = trainable_names(model)
+        self.params = dict(model.named_parameters())
+
+    def __call__(self, batch: dict[str, torch.Tensor] | None, step: int) -> None:
+        if self.journal is not None:  # journaled before the update: a kill after it still counts the step
+            self.journal.append(self.noise_multiplier, self.sample_rate, self.journal.last_step + 1)
+        if self.subspace is not None:
+            self.subspace.refresh_if_due(self.model, step)  # public data only: no privacy cost
+        noisy = self.noisy_gradient(batch, step)
+        if self.subspace is not None:
+            noisy = self.subspace.project(noisy, self.names)  # post-processing of the noisy gradient
+        for name in self.names:  # every trainable parameter's gradient is replaced: nothing to zero first
+            self.params[name].grad = noisy[name]
+        self.optimizer.step()
+
+    def noisy_gradient(self, batch: dict[str, torch.Tensor] | None, step: int) -> dict[str, torch.Tensor]:
+        """(sum over ranks of the clipped per-sample gradients + N(0, (sigma C)^2 I)) / (q N)."""
+        if batch is None:
+            summed = {n: torch.zeros_like(self.params[n]) for n in self.names}
+        else:
+            summed, _ = clip_and_sum(self.model, batch, clipping_norm=self.clipping_norm,
+                                     physical_batch_size=self.physical_batch_size, prefix_units=self.prefix_units,
+                                     precision=self.precision)
+        summed = all_reduce_sum(summed, self.world)  # every rank's share: each example counts once
+        gen = torch.Generator().manual_seed(stream_seed(self.secret, NOISE, step))
+        return add_noise(summed, noise_multiplier=self.noise_multiplier, clipping_norm=self.clipping_norm,
+                         expected_batch_size=self.expected_batch_size, generator=gen)

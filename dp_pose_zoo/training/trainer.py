@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, default_collate
 from tqdm import tqdm
@@ -41,21 +40,16 @@ from .checkpoint import (load_model, load_training_state, load_weights, read_con
                          verified_weights)
 from .config import Recipe
 from .data import CachedPrefixDataset, SimCCDataset, worker_init
-from .device import FP32, Precision, select
-from .distributed import World, all_reduce_sum, broadcast_float, broadcast_int, init_from_env
-from .dp_step import add_noise, clip_and_sum
+from .device import FP32, Precision, select, to_device
+from .distributed import broadcast_float, broadcast_int, init_from_env
+from .dp_step import DPStep, PublicSubspace, poisson_sample, stream_seed
 from .ema import WeightEMA
 from .evaluate import evaluate
 from .ledger import LedgerJournal, check_record
 from .losses import simcc_loss
 from .model import TinyViTSimCC
-from .per_sample import trainable_names
-from .projection import SubspaceProjector, flatten, public_gradients, unflatten
 
 log = logging.getLogger(__name__)
-
-_SAMPLING, _NOISE = 0, 1  # independent random streams of the secret seed
-
 
 @dataclass(frozen=True)
 class Schedule:
@@ -101,15 +95,11 @@ class Schedule:
         return self.epoch_ends[epoch - 1] if epoch > 0 else 0
 
 
-def _stream_seed(*words: int) -> int:
-    return int(np.random.SeedSequence([int(w) for w in words]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
 @functools.lru_cache(maxsize=2)
 def epoch_order(schedule: Schedule, seed: int, epoch: int) -> torch.Tensor:
     """A non-private epoch's people in order: every person once (or, in a weighted mixture, each source
     ``floor(weight)`` times plus a random ``frac(weight)`` share of it), shuffled by ``(seed, epoch)``."""
-    gen = torch.Generator().manual_seed(_stream_seed(seed, epoch))
+    gen = torch.Generator().manual_seed(stream_seed(seed, epoch))
     pool, start = [], 0
     for count, weight in schedule.parts or ((schedule.num_people, 1.0),):
         people = torch.arange(start, start + count)
@@ -127,17 +117,14 @@ def step_indices(recipe: Recipe, schedule: Schedule, step: int, secret: int | No
 
     Non-private: the epoch's shuffled order (``epoch_order``), cut into batches.
     DP: each person independently with probability q, from the run's secret
-    seed (who was sampled must stay hidden for the subsampling amplification
-    to hold).
+    seed (``dp_step.poisson_sample``).
     """
-    n = schedule.num_people
-    if schedule.sample_rate is None:
-        epoch = schedule.epoch_of(step)
-        within = step - schedule.epoch_start(epoch)
-        order = epoch_order(schedule, recipe.seed, epoch)
-        return order[within * recipe.batch_size:(within + 1) * recipe.batch_size].tolist()
-    gen = torch.Generator().manual_seed(_stream_seed(secret, _SAMPLING, step))
-    return torch.nonzero(torch.rand(n, generator=gen) < schedule.sample_rate).flatten().tolist()
+    if schedule.sample_rate is not None:
+        return poisson_sample(schedule.num_people, schedule.sample_rate, secret, step)
+    epoch = schedule.epoch_of(step)
+    within = step - schedule.epoch_start(epoch)
+    order = epoch_order(schedule, recipe.seed, epoch)
+    return order[within * recipe.batch_size:(within + 1) * recipe.batch_size].tolist()
 
 
 def _collate(samples: list[dict]) -> dict | None:
@@ -151,12 +138,6 @@ def _lr_lambda(warmup: int, total: int):
         progress = (step - warmup) / max(1, total - warmup)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     return factor
-
-
-def _to(batch: dict | None, device: torch.device) -> dict | None:
-    if batch is None or device.type == "cpu":
-        return batch
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def _gradient_step(model: TinyViTSimCC, batch: dict, optimizer: torch.optim.Optimizer, prefix_units: int = 0,
@@ -174,51 +155,6 @@ def _gradient_step(model: TinyViTSimCC, batch: dict, optimizer: torch.optim.Opti
         loss.backward()
         optimizer.step()
     return float(loss.detach())
-
-
-class _DPStep:
-    """Clip, sum (over ranks), noise, project, apply: one DP-SGD / PDP-SGD step."""
-
-    def __init__(self, model: TinyViTSimCC, recipe: Recipe, schedule: Schedule, noise_multiplier: float,
-                 world: World, public: PoseDataset | None, codec: SimCCCodec, prefix_units: int, *,
-                 precision: Precision = FP32, device: torch.device = torch.device("cpu")):
-        self.model, self.recipe, self.world = model, recipe, world
-        self.prefix_units = prefix_units
-        self.precision, self.device = precision, device
-        self.noise_multiplier = noise_multiplier
-        self.expected_batch = schedule.sample_rate * schedule.num_people
-        self.names = trainable_names(model)
-        self.params = dict(model.named_parameters())
-        self.public = SimCCDataset(public, codec) if public is not None else None
-        self.projector: SubspaceProjector | None = None
-        # Default: refresh at the start of every epoch.
-        self.refresh_steps = None if recipe.refresh_every else {0, *schedule.epoch_ends}
-
-    def _refresh(self) -> None:
-        loader = (_to(b, self.device) for b in DataLoader(self.public, batch_size=self.recipe.physical_batch_size))
-        grads = public_gradients(self.model, loader, physical_batch_size=self.recipe.physical_batch_size,
-                                 precision=self.precision)
-        self.projector = SubspaceProjector(self.recipe.projection_dim).fit(grads)
-
-    def __call__(self, batch: dict | None, optimizer: torch.optim.Optimizer, step: int, secret: int) -> None:
-        due = step % self.recipe.refresh_every == 0 if self.refresh_steps is None else step in self.refresh_steps
-        if self.public is not None and (self.projector is None or due):
-            self._refresh()  # public data only: no privacy cost
-        if batch is None:
-            summed = {n: torch.zeros_like(self.params[n]) for n in self.names}
-        else:
-            summed, _ = clip_and_sum(self.model, batch, clipping_norm=self.recipe.clipping_norm,
-                                     physical_batch_size=self.recipe.physical_batch_size,
-                                     prefix_units=self.prefix_units, precision=self.precision)
-        summed = all_reduce_sum(summed, self.world)
-        gen = torch.Generator().manual_seed(_stream_seed(secret, _NOISE, step))
-        noisy = add_noise(summed, noise_multiplier=self.noise_multiplier, clipping_norm=self.recipe.clipping_norm,
-                          expected_batch_size=self.expected_batch, generator=gen)
-        if self.projector is not None:
-            noisy = unflatten(self.projector.project(flatten(noisy, self.names)), noisy, self.names)
-        for name in self.names:
-            self.params[name].grad = noisy[name]
-        optimizer.step()
 
 
 def _load_public(recipe: Recipe, private: PoseDataset) -> PoseDataset:
@@ -363,8 +299,17 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
         if world.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             journal = LedgerJournal(out_dir / JOURNAL, accountant=recipe.accountant, delta=recipe.delta)
-        dp_step = _DPStep(model, recipe, schedule, sigma, world, public, codec, prefix_units,
-                          precision=precision, device=device)
+        subspace = None
+        if public is not None:
+            subspace = PublicSubspace(SimCCDataset(public, codec), recipe.projection_dim,
+                                      refresh_every=recipe.refresh_every, epoch_starts={0, *schedule.epoch_ends},
+                                      physical_batch_size=recipe.physical_batch_size, precision=precision,
+                                      device=device)
+        dp_step = DPStep(model, optimizer, noise_multiplier=sigma, clipping_norm=recipe.clipping_norm,
+                         sample_rate=schedule.sample_rate,
+                         expected_batch_size=schedule.sample_rate * schedule.num_people,
+                         physical_batch_size=recipe.physical_batch_size, secret=secret, journal=journal,
+                         world=world, subspace=subspace, prefix_units=prefix_units, precision=precision)
     ema = WeightEMA(model, recipe.ema_decay) if recipe.ema_decay else None
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -391,15 +336,12 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, p
     log.info("training %s (%s, %s): %d people, %d steps in %d epochs", recipe.name, recipe.method,
              recipe.strategy, schedule.num_people, schedule.total_steps, recipe.epochs)
     for step, batch in zip(range(start_step, end_step), loader):
-        batch = _to(batch, device)
+        batch = to_device(batch, device)
         epoch = schedule.epoch_of(step)
         model.train()
         n = 0 if batch is None else len(batch["index"])
         if dp_step is not None:
-            if journal is not None:
-                journal.append(sigma, schedule.sample_rate, journal.last_step + 1)  # before the update
-            optimizer.zero_grad(set_to_none=True)
-            dp_step(batch, optimizer, step, secret)
+            dp_step(batch, step)
         else:
             loss = _gradient_step(model, batch, optimizer, prefix_units, precision, scaler)
             loss_sum, loss_count = loss_sum + loss * n, loss_count + n
