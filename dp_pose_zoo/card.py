@@ -124,9 +124,13 @@ def _data_lines(train_data: str | list) -> list[str]:
 
 def render_card(*, name: str, privacy: PrivacyBlock, weights_sha256: str, train_data: str | list,
                 pckh: dict[str, float] | None = None, eval_data: str | None = None,
-                base_model: str | None = None, description: str = "",
+                base_model: str | None = None, base_model_data: str | list | None = None, description: str = "",
                 files: Mapping[str, Mapping[str, Any]] | None = None) -> str:
-    """The card's full text (front matter and Markdown); ``files`` is the optional ``{path: {sha256, size}}``."""
+    """The card's full text (front matter and Markdown); ``files`` is the optional ``{path: {sha256, size}}``.
+
+    ``base_model_data``: the ``train_data`` the initial model learned from. A fine-tune's weights carry both
+    data sets, so the card names both with their terms, and says which one the privacy guarantee covers.
+    """
     eval_results = None
     if pckh:
         eval_results = [
@@ -140,7 +144,8 @@ def render_card(*, name: str, privacy: PrivacyBlock, weights_sha256: str, train_
         library_name=LIBRARY_NAME,
         pipeline_tag="keypoint-detection",
         tags=[ZOO_TAG, "pose-estimation", "differential-privacy", privacy.method, "tinyvit", "simcc"],
-        datasets=[spec for spec, _ in data_sources(train_data)],
+        datasets=[spec for spec, _ in data_sources(train_data)]
+        + [spec for spec, _ in data_sources(base_model_data or [])],
         base_model=base_model,
         model_name=name,
         eval_results=eval_results,
@@ -159,7 +164,12 @@ def render_card(*, name: str, privacy: PrivacyBlock, weights_sha256: str, train_
         f"- Privacy: method `{privacy.method}`, epsilon {eps}, delta {privacy.delta}, "
         f"clipping norm {privacy.clipping_norm}; privacy unit: {privacy.privacy_unit}.",
     ]
-    if base_model:
+    if base_model and base_model_data:
+        lines.append(f"- Initialised from `{base_model}`, trained on:")
+        lines += _data_lines(base_model_data)
+        if privacy.method != "non-private":
+            lines.append("  The privacy guarantee covers the training data above, not the initial model's data.")
+    elif base_model:
         lines.append(f"- Initialised from `{base_model}`.")
     if pckh:
         lines.append(f"- PCKh on `{eval_data}`: Mean {pckh['Mean']:.2f}, Mean@0.1 {pckh['Mean@0.1']:.2f}.")

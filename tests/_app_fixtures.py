@@ -8,6 +8,7 @@ import what they need from here, as the inference tests do from _infer_fixtures.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import cv2
@@ -19,6 +20,26 @@ CLIP = DATA / "vtest-clip" / "vtest-clip.avi"
 PHOTO = DATA / "coco-sample" / "000000000785.jpg"
 SECOND_REPO = "test/default-relabelled-eps05"
 SECOND_EPSILON = 0.5
+
+
+def default_card():
+    """The embedded default's card: the tests take its name and epsilon from it, so a new default needs no edit."""
+    from dp_pose_zoo.card import load_card
+    from dp_pose_zoo.zoo import default_dir
+
+    return load_card(default_dir())
+
+
+def rounded_up(value: float, decimals: int) -> str:
+    """``value`` rounded UP to ``decimals`` places, computed here independently of the package's formatting."""
+    scale = 10 ** decimals
+    return f"{math.ceil(value * scale - 1e-9) / scale:.{decimals}f}"
+
+
+def label_epsilon(value: float) -> str:
+    """The drawn label's epsilon: two decimals rounded up, trailing zeros dropped but one (0.99722 -> 1.0)."""
+    text = rounded_up(value, 2).rstrip("0")
+    return text + "0" if text.endswith(".") else text
 
 
 def relabelled_default(folder: Path, *, epsilon: float = SECOND_EPSILON,

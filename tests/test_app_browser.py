@@ -35,8 +35,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _app_fixtures import (PHOTO, SECOND_REPO, best_match, clip_frames, fake_cache, label_mismatch,  # noqa: E402
-                           relabelled_default, skeleton_pixels, write_y4m)
+from _app_fixtures import (PHOTO, SECOND_REPO, best_match, clip_frames, default_card, fake_cache,  # noqa: E402
+                           label_epsilon, label_mismatch, relabelled_default, rounded_up, skeleton_pixels,
+                           write_y4m)
 from _blocked_imports import TRAINING_STACK, blocking_prelude  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -244,7 +245,9 @@ def test_demo_in_a_browser_with_a_fake_camera(tmp_path):
             page.goto(url, wait_until="domcontentloaded")
             page.wait_for_selector("#privacy", timeout=30000)
             privacy_before = page.inner_text("#privacy")
-            assert "default_full_dpsgd_eps1" in privacy_before and "0.998" in privacy_before
+            card = default_card()
+            default_eps = rounded_up(card.privacy.epsilon, 3)
+            assert card.name in privacy_before and default_eps in privacy_before
 
             # -- webcam: the fake camera plays the clip; frames come back with skeletons ----------------
             page.get_by_text("Click to Access Webcam").click()
@@ -254,7 +257,7 @@ def test_demo_in_a_browser_with_a_fake_camera(tmp_path):
             stream_started = time.monotonic()
             seen: set[str] = set()
             label_before = drawn_label_of_selected(page)
-            assert label_before.startswith("ε=1.0 "), label_before
+            assert label_before.startswith(f"ε={label_epsilon(card.privacy.epsilon)} "), label_before
             out, index, counts = skeleton_frame(page, frames, log, seen=seen, label=label_before)
             figures["first_skeleton_frame_s"] = time.monotonic() - stream_started
             wait_js(page, "() => /[0-9.]+ frames\\/s/.test(document.querySelector('#stats').innerText)",
@@ -271,7 +274,7 @@ def test_demo_in_a_browser_with_a_fake_camera(tmp_path):
             wait_js(page, "() => document.querySelector('#privacy').innerText.includes('default_relabelled_eps05')",
                     "the second model's privacy block", log)
             privacy_after = page.inner_text("#privacy")
-            assert "0.500" in privacy_after and "0.998" not in privacy_after and privacy_after != privacy_before
+            assert "0.500" in privacy_after and default_eps not in privacy_after and privacy_after != privacy_before
             label_after = drawn_label_of_selected(page)
             assert label_after.startswith("ε=0.5 ") and label_after != label_before, label_after
             # Frames of the first model may still be in flight (one waits while the second model opens); the

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _app_fixtures import (CLIP, PHOTO, SECOND_EPSILON, SECOND_REPO, clip_frames, fake_cache,  # noqa: E402
-                           relabelled_default, skeleton_pixels)
+from _app_fixtures import (CLIP, PHOTO, SECOND_EPSILON, SECOND_REPO, clip_frames, default_card,  # noqa: E402
+                           fake_cache, label_epsilon, relabelled_default, rounded_up, skeleton_pixels)
 
 from dp_pose_zoo.card import PrivacyBlock, card_from_text, render_card  # noqa: E402
 from dp_pose_zoo.errors import DPPoseZooError, SourceError, UnknownModelError  # noqa: E402
@@ -57,7 +57,8 @@ def test_choices_are_the_default_then_cached_models_labelled_with_epsilon_delta_
     choices = core.model_choices(cache_dir=cache)
     assert [c.name for c in choices] == ["default", SECOND_REPO]
     assert choices[0].key == "default" and Path(choices[1].key).is_dir()
-    assert choices[0].label == "default · ε=1.0 (δ=1e-05, C=0.1) dp-sgd"  # 0.99722... rounded UP
+    p = default_card().privacy  # its epsilon rounded UP to two decimals (0.99722 -> 1.0)
+    assert choices[0].label == f"default · ε={label_epsilon(p.epsilon)} (δ={p.delta:g}, C={p.clipping_norm:g}) {p.method}"
     assert choices[1].label == f"{SECOND_REPO} · ε=0.5 (δ=1e-05, C=0.1) dp-sgd"
 
 
@@ -99,7 +100,7 @@ def test_privacy_block_of_a_non_private_model_says_there_is_no_guarantee():
 
 def test_the_two_models_show_different_privacy_blocks(loader):
     default, second = (core.privacy_markdown(c) for c in loader.choices.values())
-    assert "**0.998**" in default and "**0.500**" in second
+    assert f"**{rounded_up(default_card().privacy.epsilon, 3)}**" in default and "**0.500**" in second
 
 
 def test_loader_opens_each_model_once_and_refuses_unknown_keys(loader):
@@ -258,7 +259,7 @@ def test_upload_of_a_photo_gives_the_annotated_image_and_its_json(loader, tmp_pa
                                  options=core.make_options(kpt_thr=0.15, smooth=False, anonymize="off"))
     assert [p.suffix for p in result.files] == [".jpg", ".json", ".csv"] and all(p.is_file() for p in result.files)
     data = json.loads(result.json_path.read_text())
-    assert len(data["frames"]) == 1 and data["model"]["privacy"]["epsilon"] == pytest.approx(0.9972251625674113)
+    assert len(data["frames"]) == 1 and data["model"]["privacy"]["epsilon"] == default_card().privacy.epsilon
     assert data["settings"]["app"] == "dp-pose demo"
     assert result.preview is not None and result.preview.shape == cv2.imread(str(PHOTO)).shape
     assert result.line.startswith("1 frames") and "->" not in result.line

@@ -56,6 +56,25 @@ def test_parse_card_still_returns_a_model_card_for_its_callers():
     assert privacy["epsilon"] == 2.0 and privacy["privacy_unit"] == "one annotated person instance"
 
 
+def test_a_fine_tunes_card_names_the_initial_models_data_and_terms_and_what_the_guarantee_covers():
+    public = [{"data": "lsp:../shared/data/lspet", "weight": 1},
+              {"data": "coco:coco/annotations/person_keypoints_train2017.json", "weight": 4}]
+    card_text = text(train_data="mpii:mpii/annotations/mpii_train.json", base_model="runs/public",
+                     base_model_data=public)
+    card = card_from_text(card_text)
+    assert card.data.datasets == ["mpii:mpii/annotations/mpii_train.json", "lsp:../shared/data/lspet",
+                                  "coco:coco/annotations/person_keypoints_train2017.json"]
+    body = card_text.split("\n---\n", 1)[1]
+    public_part = body[body.index("Initialised from `runs/public`, trained on:"):]
+    assert "Leeds Sports Pose" in public_part and "CC BY 4.0" in public_part and "seen 4 times" in public_part
+    assert "MPII Human Pose" in body[:body.index("Initialised from")]  # the private data and its terms come first
+    assert "guarantee covers the training data above, not the initial model's data" in public_part
+    plain = text(privacy=block(method="non-private", epsilon=math.inf, delta=None, clipping_norm=None,
+                               sample_rate=None, noise_multiplier=None, accountant=None),
+                 base_model="runs/public", base_model_data=public)
+    assert "Leeds Sports Pose" in plain and "guarantee covers" not in plain  # no guarantee to qualify
+
+
 def test_non_private_card_is_accepted_and_says_so():
     t = text(block(method="non-private", epsilon=math.inf, delta=None, clipping_norm=None, sample_rate=None,
                    noise_multiplier=None, accountant=None), pckh=None, eval_data=None)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from dp_pose_zoo.card import load_card
 from dp_pose_zoo.cli import main
 from dp_pose_zoo.errors import CheckpointError, ModelNotFoundError, UnknownModelError
 from dp_pose_zoo.runtime.reference import resolve_reference
@@ -82,7 +83,10 @@ def test_a_folder_with_no_model_is_not_a_checkpoint(capsys, tmp_path):
 def test_card_check_takes_the_embedded_default(capsys):
     assert main(["card", "default", "--check"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("ok: default_full_dpsgd_eps1 (dp-sgd, epsilon 0.997226") and "1 files hashed" in out
+    card = load_card(default_dir())
+    assert out.startswith(f"ok: {card.name} ({card.privacy.method}, epsilon ") and "1 files hashed" in out
+    shown = float(out.split("epsilon ", 1)[1].split(",", 1)[0])  # six significant digits, rounded UP
+    assert card.privacy.epsilon <= shown <= card.privacy.epsilon * (1 + 1e-5)
 
 
 def test_json_safe_is_the_one_spelling_of_non_finite_numbers():

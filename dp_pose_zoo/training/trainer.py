@@ -495,6 +495,8 @@ def _card(run: _Run, privacy: dict | None):
     pckh = run.metrics.get("val_pckh")
     warning = ("**Not private:** this run used a fixed `noise_seed` (tests only); its sampling and noise can be "
                "recomputed from the recipe." if recipe.private and recipe.noise_seed is not None else "")
+    base_data = read_config(recipe.init)["recipe"].get("train_data") if recipe.init else None  # its data and terms
     return lambda digest: render_card(
         name=recipe.name, privacy=block, weights_sha256=digest, train_data=recipe.train_data,
-        pckh=pckh, eval_data=recipe.val_data, base_model=recipe.init, description=warning)
+        pckh=pckh, eval_data=recipe.val_data, base_model=recipe.init, base_model_data=base_data,
+        description=warning)
