@@ -111,6 +111,24 @@ def test_init_weights_are_checked_against_their_hash_before_use(tiny_checkpoint,
     assert "\n" not in str(err.value) and not (tmp_path / "run").exists()
 
 
+def test_a_run_records_its_initial_model_and_keeps_the_record_when_resumed_without_it(tiny_checkpoint, tmp_path):
+    init = shutil.copytree(tiny_checkpoint, tmp_path / "init")
+    init_config = json.loads((init / "config.json").read_text())
+    out = train(tiny_recipe(init=str(init), train_data="synthpose:private-train:24", batch_size=8, epochs=2),
+                tmp_path / "run", progress_bar=False, stop_after_epochs=1)
+    record = json.loads((out / "config.json").read_text())["init"]
+    assert record == {"path": str(init), "weights_sha256": init_config["weights_sha256"],
+                      "train_data": init_config["recipe"]["train_data"]}
+    card = (out / "README.md").read_text()
+    assert f"Initialised from `{init}`, trained on:" in card
+    assert "- synthpose:private-train:24\n- synthpose:private-train:16\n" in card  # its data, then the init's
+    shutil.rmtree(init)  # another machine: the initial model is not there, the run's own record is
+    train(None, out, resume=True, progress_bar=False)
+    config = json.loads((out / "config.json").read_text())
+    assert config["progress"]["epoch"] == 2 and config["init"] == record
+    assert f"Initialised from `{init}`, trained on:" in (out / "README.md").read_text()
+
+
 def test_init_from_an_intact_checkpoint_starts_from_its_weights(tiny_checkpoint, tmp_path):
     out = train(tiny_recipe(init=str(tiny_checkpoint), epochs=1, lr=1e-9, warmup_steps=1), tmp_path / "run",
                 progress_bar=False)

@@ -28,11 +28,12 @@ from .model import TinyViTSimCC
 def save_checkpoint(out_dir: str | Path, model: TinyViTSimCC, *, recipe: dict, progress: dict,
                     metrics: dict | None = None, privacy: dict | None = None,
                     training_state: dict | None = None, card: Callable[[str], str] | None = None,
-                    keep: tuple[str, ...] = ()) -> Path:
+                    keep: tuple[str, ...] = (), init: dict | None = None) -> Path:
     """Write a checkpoint directory atomically, replacing an older one.
 
     ``card(weights_sha256) -> str`` renders the model card once the weights'
-    hash is known. Files named in ``keep`` (the privacy journal) carry over
+    hash is known. ``init`` (the initial model's path, weights hash and
+    training data) is kept in config.json as the run's provenance. Files named in ``keep`` (the privacy journal) carry over
     from the old directory as hard links: appends made through either name
     land in the same file, so no step recorded there can be lost in the swap.
     """
@@ -53,6 +54,7 @@ def save_checkpoint(out_dir: str | Path, model: TinyViTSimCC, *, recipe: dict, p
             "metrics": metrics or {},
             "privacy": privacy,
             "weights_sha256": digest,
+            **({"init": init} if init else {}),
         }
         (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         if training_state is not None:

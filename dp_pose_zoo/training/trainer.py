@@ -183,6 +183,7 @@ class _Run:
     metrics: dict = field(default_factory=lambda: {"history": []})
     dp_step: DPStep | None = None  # DP runs only
     ema: WeightEMA | None = None
+    init: dict | None = None  # the initial model: path, weights_sha256, train_data (config.json's provenance)
 
     @property
     def secret(self) -> int | None:
@@ -238,6 +239,8 @@ def _prepare_run(recipe: Recipe, out_dir: Path, world: World, device: torch.devi
     schedule = Schedule.of(recipe, private)
     public = _load_public(recipe, private) if recipe.method == "pdp-sgd" else None
     model, config, state = _resume_state(recipe, out_dir) if resume else (_new_model(recipe), None, None)
+    # Read once from the initial model (a resumed run keeps its own record: the folder may be gone by then).
+    init = config.get("init") if config is not None else _init_record(recipe)
     prefix_units = _place_model(model, recipe, device, precision)
     if prefix_units:  # the frozen prefix's features, computed once, stand in for the images
         train_set = CachedPrefixDataset(SimCCDataset(private, codec, seed=recipe.seed), model, prefix_units)
@@ -247,7 +250,7 @@ def _prepare_run(recipe: Recipe, out_dir: Path, world: World, device: torch.devi
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_lambda(min(recipe.warmup_steps, schedule.total_steps), schedule.total_steps))
     run = _Run(out_dir, recipe, schedule, world, device, precision, model, optimizer, scheduler, train_set, val_set,
-               public, prefix_units)
+               public, prefix_units, init=init)
     if config is not None:
         run.progress, run.metrics = config["progress"], {"history": [], **config["metrics"]}
     if recipe.private:
@@ -264,6 +267,15 @@ def _resume_state(recipe: Recipe, out_dir: Path) -> tuple[TinyViTSimCC, dict, di
     if recipe.private:  # every rank, before any step: a journal that does not back the ledger ends the run
         check_record(out_dir / JOURNAL, config["privacy"], progress_step=config["progress"]["step"])
     return model, config, load_training_state(out_dir)
+
+
+def _init_record(recipe: Recipe) -> dict | None:
+    """The initial model's provenance: where it was, its weights' sha256 and the data it learned from."""
+    if not recipe.init:
+        return None
+    config = read_config(recipe.init)
+    return {"path": recipe.init, "weights_sha256": config["weights_sha256"],
+            "train_data": config["recipe"].get("train_data")}
 
 
 def _new_model(recipe: Recipe) -> TinyViTSimCC:
@@ -466,7 +478,7 @@ def _save(run: _Run) -> None:
             state.update(ema=run.ema.state_dict(), trained_weights=trained)
         save_checkpoint(run.out_dir, run.model, recipe=run.recipe.to_dict(), progress=run.progress,
                         metrics=run.metrics, privacy=privacy, training_state=state, card=_card(run, privacy),
-                        keep=(JOURNAL,))
+                        keep=(JOURNAL,), init=run.init)
 
 
 def _privacy_record(run: _Run) -> dict:
@@ -495,8 +507,7 @@ def _card(run: _Run, privacy: dict | None):
     pckh = run.metrics.get("val_pckh")
     warning = ("**Not private:** this run used a fixed `noise_seed` (tests only); its sampling and noise can be "
                "recomputed from the recipe." if recipe.private and recipe.noise_seed is not None else "")
-    base_data = read_config(recipe.init)["recipe"].get("train_data") if recipe.init else None  # its data and terms
     return lambda digest: render_card(
         name=recipe.name, privacy=block, weights_sha256=digest, train_data=recipe.train_data,
-        pckh=pckh, eval_data=recipe.val_data, base_model=recipe.init, base_model_data=base_data,
-        description=warning)
+        pckh=pckh, eval_data=recipe.val_data, base_model=recipe.init,
+        base_model_data=run.init["train_data"] if run.init else None, description=warning)
