@@ -33,9 +33,10 @@ def save_checkpoint(out_dir: str | Path, model: TinyViTSimCC, *, recipe: dict, p
 
     ``card(weights_sha256) -> str`` renders the model card once the weights'
     hash is known. ``init`` (the initial model's path, weights hash and
-    training data) is kept in config.json as the run's provenance. Files named in ``keep`` (the privacy journal) carry over
-    from the old directory as hard links: appends made through either name
-    land in the same file, so no step recorded there can be lost in the swap.
+    training data) is kept in config.json as the run's provenance. Files
+    named in ``keep`` (the privacy journal) carry over from the old directory
+    as hard links: appends made through either name land in the same file, so
+    no step recorded there can be lost in the swap.
     """
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, replace=True) as staging:
