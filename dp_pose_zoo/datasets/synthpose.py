@@ -539,7 +539,7 @@ def paint_parts(img: np.ndarray, parts: list[tuple[float, str, np.ndarray]], pai
     Parts further from the camera (negative depth) are shaded darker; ``outline``
     inks each polygon's edge; ``on_head(gain)`` runs right after the head is
     painted. SynthPose's people and the anonymizer's avatars
-    (:func:`dp_pose_zoo.video.anonymize.draw_avatar`) are both drawn by this one painter.
+    (:func:`dp_pose_zoo.video.anonymize.paint_mannequin`) are both drawn by this one painter.
     """
     for depth, kind, poly in parts:
         gain = int(256 * min(max(1.0 + 1.8 * depth, 0.68), 1.0))

@@ -101,12 +101,6 @@ def smear_region(image: np.ndarray, box: np.ndarray, *, cells: int = SMEAR_CELLS
     return _coarsen_region(image, box, cells, cv2.INTER_LINEAR)
 
 
-def draw_avatar(image: np.ndarray, person, *, kpt_thr: float = 0.3) -> np.ndarray:
-    """Smear ``person``'s box (and head) in place and paint a mannequin posed on their confident keypoints."""
-    smear_region(image, _hidden_box(person, mode="avatar", region="body", kpt_thr=kpt_thr))
-    return paint_mannequin(image, person, kpt_thr=kpt_thr)
-
-
 def paint_mannequin(image: np.ndarray, person, *, kpt_thr: float = 0.3) -> np.ndarray:
     """A faceless mannequin on ``person``'s confident keypoints, in place, by SynthPose's painter."""
     from ..datasets.synthpose import mannequin_parts, paint_parts
