@@ -1,19 +1,33 @@
-"""Membership-inference audit: the statistics against independent formulas, and the
-attack on a model that memorises its training people against one that cannot."""
+"""Membership-inference audit: the statistics against independent formulas, the attack on a
+model that memorises its training people against one that cannot, and the same attack through a
+released ONNX file against its torch weights."""
 
 from __future__ import annotations
 
 import json
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.stats import binom
 
 from dp_pose_zoo.cli import main
-from dp_pose_zoo.training.audit import audit_scores, clopper_pearson, epsilon_from_rates, roc_auc
+from dp_pose_zoo.datasets import load_dataset
+from dp_pose_zoo.runtime.onnx_model import OnnxModel
+from dp_pose_zoo.training.audit import (audit_scores, batch_losses, clopper_pearson, crop_batches,
+                                        epsilon_from_rates, onnx_forward, roc_auc, torch_forward)
+from dp_pose_zoo.training.checkpoint import load_model
 from dp_pose_zoo.training.config import Recipe
 from dp_pose_zoo.training.trainer import train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _app_fixtures import default_card  # noqa: E402
+from _infer_fixtures import tiny_export, tiny_onnx  # noqa: E402,F401
+
+REAL_PEOPLE = ["--members", "mpii:tests/data/mpii-sample/test_mpii.json",
+               "--non-members", "coco:tests/data/coco-sample/test_coco.json"]
 
 
 def test_auc_matches_pairwise_count_with_ties():
@@ -130,3 +144,48 @@ def test_audit_refuses_too_few_people_or_a_bad_batch_size_in_one_line(tiny_check
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dp-pose audit: error: ") and message in lines[0]
     assert captured.out == ""
+
+
+def test_an_onnx_model_scores_each_person_with_the_loss_of_its_weights(tiny_checkpoint, tiny_export):
+    model, _ = load_model(tiny_checkpoint)
+    onnx = OnnxModel(tiny_export / "model.onnx")
+    assert tuple(onnx.input_size) == tuple(model.config.input_size) and onnx.split_ratio == model.config.split_ratio
+    batches = crop_batches(load_dataset("synthpose:private-test:10"), onnx.input_size, onnx.split_ratio, batch_size=4)
+    from_torch = batch_losses(torch_forward(model), batches)
+    from_onnx = batch_losses(onnx_forward(onnx), batches)
+    assert from_onnx.shape == (10,) and np.ptp(from_torch) > 1e-3  # people differ: the comparison means something
+    np.testing.assert_allclose(from_onnx, from_torch, rtol=1e-4, atol=1e-5)
+
+
+def test_audit_attacks_an_onnx_only_release_under_its_cards_claim(tiny_checkpoint, tiny_export, capsys):
+    data = ["--members", "synthpose:private-train:8", "--non-members", "synthpose:private-test:8"]
+    capsys.readouterr()
+    assert main(["audit", str(tiny_checkpoint), str(tiny_export), *data, "--reference", "none", "--json"]) == 0
+    weights, release = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert release["checkpoint"] == str(tiny_export) and release["method"] == weights["method"] == "non-private"
+    assert release["card_epsilon"] == weights["card_epsilon"] == "inf"
+    for a, b in zip(weights["attacks"], release["attacks"]):  # the same people scored by the same model
+        assert a["auc"] == pytest.approx(b["auc"], abs=1e-9) and a["name"] == b["name"]
+
+    # The export as the reference for its own weights: the calibrated scores are ~0, no attack can win.
+    assert main(["audit", str(tiny_checkpoint), *data, "--reference", str(tiny_export), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["reference"] == str(tiny_export) and report["attacks"][1]["name"] == "loss vs reference"
+    assert report["attacks"][1]["epsilon_lower_bound"] == 0.0
+
+
+def test_audit_runs_the_embedded_default_on_real_people(capsys):
+    """The shipped file under its card's epsilon (these people are not its members: the run, not the verdict)."""
+    capsys.readouterr()
+    assert main(["audit", "default", *REAL_PEOPLE, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    card = default_card()
+    assert report["card_epsilon"] == card.privacy.epsilon and report["method"] == card.privacy.method
+    assert report["delta"] == card.privacy.delta and report["people"][0] == 5 and report["people"][1] >= 4
+    assert report["reference"] is None and [a["name"] for a in report["attacks"]] == ["loss threshold"]
+
+
+def test_a_reference_of_another_input_size_is_one_line(tiny_export, capsys):
+    assert main(["audit", "default", *REAL_PEOPLE, "--reference", str(tiny_export)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dp-pose audit: error: ") and "needs the same crops" in err[0]

@@ -61,14 +61,11 @@ def test_what_is_not_there_is_named_in_one_sentence(tmp_path):
         resolve_reference("default", precision="fp16")
 
 
-def test_an_onnx_only_model_cannot_be_audited_or_re_exported(capsys, tmp_path):
-    data = ["--members", "synthpose:private-train:8", "--non-members", "synthpose:private-test:8"]
-    assert main(["audit", "default", *data]) == 2
-    line = _one_error_line(capsys, "audit")
-    assert "audit needs a checkpoint with weights (model.safetensors and config.json)" in line
-    assert "the embedded default is an ONNX-only model" in line and "not fine-tuned" in line
+def test_an_onnx_only_model_cannot_be_re_exported(capsys, tmp_path):
     assert main(["export", "default", "--out", str(tmp_path / "x")]) == 2
-    assert "needs a checkpoint with weights" in _one_error_line(capsys, "export")
+    line = _one_error_line(capsys, "export")
+    assert "export to ONNX needs a checkpoint with weights" in line
+    assert "the embedded default is an ONNX-only model" in line and "not fine-tuned or re-exported" in line
     assert not (tmp_path / "x").exists()
 
 

@@ -1,6 +1,11 @@
-"""``dp-pose audit``: membership inference against a checkpoint, beside its card's epsilon.
+"""``dp-pose audit``: membership inference against a model, beside its card's epsilon.
 
-If an attack's empirical lower bound exceeds the epsilon the checkpoint claims,
+The model is any reference (``dp_pose_zoo.runtime.reference``): a checkpoint is
+attacked through its torch weights, an ONNX-only release (the embedded default,
+a Hub release, an export) through the very file that ships, with the claim of
+the card it was verified against.
+
+If an attack's empirical lower bound exceeds the epsilon the model claims,
 the claim is wrong (a bug in training or accounting): the command says so and
 exits 3, so a script or CI job cannot miss it.
 """
@@ -11,7 +16,9 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..card import format_epsilon, format_epsilon_lower_bound
 from ..errors import DPPoseZooError
@@ -23,11 +30,15 @@ EPILOG = """examples:
   dp-pose audit runs/my-model --members mpii:data/mpii --non-members coco:data/coco --json
   dp-pose audit runs/paper_grid/finetune-* --members synthpose:private-train:500 \\
       --non-members synthpose:private-test:500 --json          # one JSON line per checkpoint
+  dp-pose audit default --members mpii:../shared/data/mpii-subset/annotations/mpii_train.json \\
+      --non-members mpii:../shared/data/mpii-subset/annotations/mpii_test.json \\
+      --reference runs/lsp_public_pretrain_ep16              # the released ONNX model itself
 
---members are people the checkpoint was trained on, --non-members people from the same
+--members are people the model was trained on, --non-members people from the same
 distribution it never saw (a data spec, or a directory written by `dp-pose synth` or in
-mmpose's MPII layout). --reference defaults to the checkpoint's init (its public pretraining)
-when that directory exists: the calibrated attack needs a model that never saw the members.
+mmpose's MPII layout). --reference defaults to a checkpoint's init (its public pretraining)
+when that directory exists: the calibrated attack needs a model that never saw the members
+(any model reference with the same input size).
 The epsilon bounds hold with the given confidence (default 95%).
 """
 
@@ -42,17 +53,17 @@ def add_parser(subparsers) -> None:
     """Register ``audit`` on the ``dp-pose`` subparsers."""
     p = subparsers.add_parser(
         "audit", help="membership-inference audit: attack AUC and an empirical epsilon lower bound",
-        description="Attack a checkpoint with membership inference (loss threshold, and loss calibrated "
+        description="Attack a model with membership inference (loss threshold, and loss calibrated "
                     "against a reference model) and turn the attack's TPR/FPR into a lower bound on epsilon.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoints", nargs="+", metavar="MODEL",
-                   help="checkpoints with weights (from dp-pose train), as folders or OWNER/REPO[@rev]; several "
-                        "share the crops and references")
+                   help="models: 'default', OWNER/REPO[@rev], a checkpoint folder or an ONNX model with its card; "
+                        "several share the crops and references")
     p.add_argument("--members", required=True, help="people in the training data (spec or directory)")
     p.add_argument("--non-members", required=True, help="people from the same distribution, never trained on")
-    p.add_argument("--reference", help="a checkpoint that never saw the members; 'none' to skip "
-                                       "(default: the checkpoint's init, if present)")
+    p.add_argument("--reference", help="a model that never saw the members; 'none' to skip "
+                                       "(default: a checkpoint's init, if present)")
     p.add_argument("--confidence", type=float, default=0.95, help="confidence of the bounds (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -73,33 +84,60 @@ def data_spec(arg: str) -> str:
     return f"mpii:{found[0]}"
 
 
-def _reference_dir(args, config: dict) -> Path | None:
-    """--reference, else the checkpoint's init when it is on disk; None for 'none' or no init."""
+@dataclass
+class _Target:
+    """What an attack needs of a model: its forward pass, its input geometry and the privacy it claims."""
+
+    forward: Callable
+    geometry: tuple  # (input_size, split_ratio): models that share it share the crops
+    method: str
+    epsilon: float
+    delta: float | None
+    init: str | None  # the public model it started from, when its config records one
+
+
+def _load_target(reference: str, command: str) -> _Target:
+    """A checkpoint's torch model, else the reference's ONNX model with the claim of the card it was verified
+    against (the embedded default, a Hub release, an export): the file that ships is the one attacked."""
+    from ..runtime.reference import resolve_reference
+    from ..training.audit import onnx_forward, torch_forward
+
+    ref = resolve_reference(reference)
+    if ref.has_weights or not ref.has_onnx:
+        from ..training.checkpoint import load_model
+
+        model, config = load_model(ref.checkpoint(command=command))
+        privacy, recipe = config.get("privacy") or {}, config.get("recipe") or {}
+        return _Target(torch_forward(model), (tuple(model.config.input_size), model.config.split_ratio),
+                       recipe.get("method", "?"), privacy.get("epsilon", math.inf), privacy.get("delta"),
+                       recipe.get("init"))
+    from ..runtime.onnx_model import OnnxModel
+
+    path, card = ref.onnx()
+    model = OnnxModel(path)
+    return _Target(onnx_forward(model), (tuple(model.input_size), model.split_ratio), card.privacy.method,
+                   card.privacy.epsilon, card.privacy.delta, None)
+
+
+def _reference(args, target: _Target) -> str | None:
+    """--reference, else the model's init when its weights are on disk; None for 'none' or no init."""
     if args.reference and args.reference.lower() == "none":
         return None
     if args.reference:
-        return _checkpoint(args.reference, "an audit's reference")
-    init = (config.get("recipe") or {}).get("init")
-    return Path(init) if init and (Path(init) / "model.safetensors").exists() else None
-
-
-def _checkpoint(reference: str, command: str) -> Path:
-    """The checkpoint a model reference names: an attack needs the weights' losses, not an ONNX model's."""
-    from ..runtime.reference import resolve_reference
-
-    return resolve_reference(reference).checkpoint(command=command)
+        return args.reference
+    init = target.init
+    return init if init and (Path(init) / "model.safetensors").exists() else None
 
 
 def run(args) -> int:
     from ..datasets import load_dataset
     from ..training.audit import MIN_PEOPLE, AuditData, attack, batch_losses, check_disjoint, crop_batches
-    from ..training.checkpoint import load_model
 
     if not 0.5 <= args.confidence < 1:
         raise AuditError(f"--confidence must be in [0.5, 1); got {args.confidence}")
     if args.batch_size < 1:
         raise AuditError(f"--batch-size must be at least 1; got {args.batch_size}")
-    folders = {checkpoint: _checkpoint(checkpoint, "audit") for checkpoint in args.checkpoints}  # before the data
+    targets = {model: _load_target(model, "audit") for model in args.checkpoints}  # before the data
     members, non_members = load_dataset(data_spec(args.members)), load_dataset(data_spec(args.non_members))
     if min(len(members), len(non_members)) < MIN_PEOPLE:
         raise AuditError(f"an audit needs at least {MIN_PEOPLE} members and {MIN_PEOPLE} non-members; got "
@@ -108,38 +146,38 @@ def run(args) -> int:
         check_disjoint(members, non_members)
     except ValueError as e:
         raise AuditError(str(e)) from None
-    # Several checkpoints share the crops (per input size) and each reference's losses.
+    # Several models share the crops (per input geometry) and each reference's losses.
     crops: dict[tuple, tuple[list, list]] = {}
-    reference_losses: dict[Path, tuple] = {}
+    reference_losses: dict[tuple, tuple] = {}
     status = 0
-    for checkpoint in args.checkpoints:
-        model, config = load_model(folders[checkpoint])
-        key = (tuple(model.config.input_size), model.config.split_ratio)
-        if key not in crops:
-            crops[key] = (crop_batches(members, model, batch_size=args.batch_size),
-                          crop_batches(non_members, model, batch_size=args.batch_size))
-        data = AuditData(*crops[key])
-        reference_dir = _reference_dir(args, config)
-        if reference_dir is not None:
-            if reference_dir not in reference_losses:
-                reference = load_model(reference_dir)[0]
-                reference_losses[reference_dir] = (batch_losses(reference, data.members),
-                                                   batch_losses(reference, data.non_members))
-            data.reference_losses = reference_losses[reference_dir]
-        delta = (config.get("privacy") or {}).get("delta") or 1e-5
-        results = attack(model, data, delta=delta, confidence=args.confidence)
-        status = max(status, _report(args, checkpoint, config, delta, results, reference_dir,
+    for name, target in targets.items():
+        if target.geometry not in crops:
+            crops[target.geometry] = tuple(crop_batches(people, *target.geometry, batch_size=args.batch_size)
+                                           for people in (members, non_members))
+        data = AuditData(*crops[target.geometry])
+        reference = _reference(args, target)
+        if reference is not None:
+            if (reference, target.geometry) not in reference_losses:
+                ref_target = _load_target(reference, "an audit's reference")
+                if ref_target.geometry != target.geometry:
+                    raise AuditError(f"the reference {reference} takes {ref_target.geometry[0]} crops, the model "
+                                     f"{name} {target.geometry[0]}: the calibrated attack needs the same crops")
+                reference_losses[reference, target.geometry] = (batch_losses(ref_target.forward, data.members),
+                                                                batch_losses(ref_target.forward, data.non_members))
+            data.reference_losses = reference_losses[reference, target.geometry]
+        delta = target.delta or 1e-5
+        results = attack(target.forward, data, delta=delta, confidence=args.confidence)
+        status = max(status, _report(args, name, target, delta, results, reference,
                                      (len(members), len(non_members))))
     return status
 
 
-def _report(args, checkpoint, config, delta, results, reference_dir, people) -> int:
-    """Print one checkpoint's audit; 3 if an attack's bound beats the card's epsilon."""
+def _report(args, checkpoint, target: _Target, delta, results, reference_dir, people) -> int:
+    """Print one model's audit; 3 if an attack's bound beats the card's epsilon."""
     from ..runtime.metadata import json_safe
 
-    claimed = (config.get("privacy") or {}).get("epsilon", math.inf)
+    claimed, method = target.epsilon, target.method
     violated = [r for r in results if r.epsilon_lower_bound > claimed]
-    method = (config.get("recipe") or {}).get("method", "?")
     if args.json:
         # strict JSON, as keypoints.json: a non-private model's epsilon is spelled "inf"
         print(json.dumps({"checkpoint": str(checkpoint), "method": method,

@@ -64,7 +64,7 @@ class ModelRef:
         if not self.has_weights:
             kind = "a model file" if self.file is not None else "an ONNX-only model"
             raise CheckpointError(f"{command} needs {needs} ({CHECKPOINT_FILES}); {self.source} is {kind}: it can "
-                                  "be run, evaluated and quantized, not fine-tuned, audited or re-exported")
+                                  "be run, evaluated, audited and quantized, not fine-tuned or re-exported")
         return self.folder
 
     def onnx(self, precision: str = "fp32") -> tuple[Path, Card]:

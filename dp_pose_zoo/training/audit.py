@@ -1,4 +1,4 @@
-"""Membership inference against a checkpoint: an empirical check of its epsilon.
+"""Membership inference against a model: an empirical check of its epsilon.
 
 Two attacks score each person; a higher score means "was trained on":
 - loss threshold (Yeom et al. 2018): minus the model's SimCC loss on the person;
@@ -12,12 +12,17 @@ rates gives a lower bound on the epsilon the model can have (Jagielski et al. 20
 The threshold is picked on one half of the people and the rates are measured on the
 other half with Clopper-Pearson intervals, so the bound holds with the stated
 confidence and is never flattered by the choice of threshold.
+
+The attacked model is a forward pass, images to SimCC logits: a checkpoint's
+torch model (:func:`torch_forward`) or a released ONNX file (:func:`onnx_forward`),
+so what ships is what gets attacked.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -30,16 +35,36 @@ from .data import SimCCDataset
 from .losses import simcc_loss
 from .model import TinyViTSimCC
 
+if TYPE_CHECKING:  # the runtime's ONNX model is passed in, not imported here
+    from ..runtime.onnx_model import OnnxModel
+
+# images (N, 3, H, W) -> SimCC logits (N, K, x_bins), (N, K, y_bins)
+Forward = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 MIN_PEOPLE = 4  # per side: each is halved into threshold-picking and evaluation people
 
 
-def crop_batches(dataset: PoseDataset, model: TinyViTSimCC, *, batch_size: int = 32) -> list[dict[str, torch.Tensor]]:
-    """``dataset``'s people as the model's training inputs and targets (no augmentation), batched.
+def torch_forward(model: TinyViTSimCC) -> Forward:
+    """A checkpoint's model as the attack's forward pass (in eval mode: no dropout)."""
+    model.eval()
+    return model
 
-    Prepared once, they serve any number of models of the same input size (a grid's audit).
+
+def onnx_forward(model: OnnxModel) -> Forward:
+    """An ONNX model as the attack's forward pass: the same normalized crops in, the same logits out."""
+    def forward(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        simcc_x, simcc_y = model.inference(images.numpy())
+        return torch.from_numpy(simcc_x), torch.from_numpy(simcc_y)
+    return forward
+
+
+def crop_batches(dataset: PoseDataset, input_size: tuple[int, int], split_ratio: float, *,
+                 batch_size: int = 32) -> list[dict[str, torch.Tensor]]:
+    """``dataset``'s people as a model's training inputs and targets (no augmentation), batched.
+
+    Prepared once, they serve any number of models of the same input size and split ratio (a grid's audit).
     """
-    data = SimCCDataset(dataset, SimCCCodec(model.config.input_size, model.config.split_ratio))
+    data = SimCCDataset(dataset, SimCCCodec(tuple(input_size), split_ratio))
     batches = []
     for start in range(0, len(data), batch_size):
         items = [data[i] for i in range(start, min(start + batch_size, len(data)))]
@@ -48,10 +73,9 @@ def crop_batches(dataset: PoseDataset, model: TinyViTSimCC, *, batch_size: int =
 
 
 @torch.no_grad()
-def batch_losses(model: TinyViTSimCC, batches: list[dict[str, torch.Tensor]]) -> np.ndarray:
+def batch_losses(forward: Forward, batches: list[dict[str, torch.Tensor]]) -> np.ndarray:
     """The training loss of every person in ``batches`` (see :func:`crop_batches`), shape ``(N,)``."""
-    model.eval()
-    losses = [simcc_loss(*model(b["image"]), b["target_x"], b["target_y"], b["weight"]) for b in batches]
+    losses = [simcc_loss(*forward(b["image"]), b["target_x"], b["target_y"], b["weight"]) for b in batches]
     return torch.cat(losses).double().numpy()
 
 
@@ -152,9 +176,9 @@ class AuditData:
     reference_losses: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def attack(model: TinyViTSimCC, data: AuditData, *, delta: float, confidence: float = 0.95) -> list[AttackResult]:
+def attack(forward: Forward, data: AuditData, *, delta: float, confidence: float = 0.95) -> list[AttackResult]:
     """Loss-threshold attack, plus the calibrated one when the data carries reference losses."""
-    loss_in, loss_out = batch_losses(model, data.members), batch_losses(model, data.non_members)
+    loss_in, loss_out = batch_losses(forward, data.members), batch_losses(forward, data.non_members)
     results = [audit_scores("loss threshold", -loss_in, -loss_out, delta=delta, confidence=confidence)]
     if data.reference_losses is not None:
         ref_in, ref_out = data.reference_losses
