@@ -221,9 +221,10 @@ def test_torchrun_two_processes_train_like_one(tmp_path):
     assert two["epsilon"] == pytest.approx(one["epsilon"], rel=1e-9)
 
 
-def test_cached_frozen_prefix_trains_like_the_full_forward(tmp_path):
+@pytest.mark.parametrize("strategy", ["finetune", "head"])  # 3 of the backbone's 6 units cached; all 6
+def test_cached_frozen_prefix_trains_like_the_full_forward(tmp_path, strategy):
     no_aug = {"flip": 0.0, "scale": 0.0, "rotation": 0.0}
-    common = dict(epochs=1, noise_seed=5, augment=no_aug)
+    common = dict(epochs=1, noise_seed=5, augment=no_aug, strategy=strategy)
     plain = train(Recipe.from_dict(dp_recipe(**common)), tmp_path / "plain", progress_bar=False)
     cached = train(Recipe.from_dict(dp_recipe(cache_frozen=True, **common)), tmp_path / "cached", progress_bar=False)
     a, b = load_file(str(plain / "model.safetensors")), load_file(str(cached / "model.safetensors"))
@@ -232,7 +233,7 @@ def test_cached_frozen_prefix_trains_like_the_full_forward(tmp_path):
     with pytest.raises(Exception, match="cache_frozen needs augmentation off"):
         Recipe.from_dict(dp_recipe(cache_frozen=True))
     with pytest.raises(Exception, match="nothing to cache"):
-        train(Recipe.from_dict(dp_recipe(cache_frozen=True, strategy="full", **common)), tmp_path / "f",
+        train(Recipe.from_dict(dp_recipe(cache_frozen=True, **common | {"strategy": "full"})), tmp_path / "f",
               progress_bar=False)
 
 

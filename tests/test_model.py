@@ -116,12 +116,15 @@ def test_loss_is_per_sample_zero_at_target_and_masked():
 def test_frozen_prefix_matches_strategy_and_resumes_exactly(model):
     model.set_strategy("finetune")
     assert model.frozen_prefix() == 3  # patch embed, stage 1, stage 2's downsampling
+    model.set_strategy("head")
+    assert model.frozen_prefix() == 6  # the whole backbone: only the head's input is cached
     model.set_strategy("full")
     assert model.frozen_prefix() == 0
     model.eval()
     x = torch.randn(2, 3, 128, 96)
     whole = model(x)
-    for units in (1, 2, 3):
+    torch.testing.assert_close(model.forward_prefix(x, 6), model.forward_features(x))  # timm's own forward
+    for units in range(1, 7):
         features = model.forward_prefix(x, units)
         for a, b in zip(model(features, prefix_units=units), whole):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

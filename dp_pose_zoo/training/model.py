@@ -82,16 +82,23 @@ class TinyViTSimCC(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def _prefix_units(self) -> tuple[nn.Module, ...]:
+        """The backbone in timm's order, unrolled at stage 2 (its downsampling, then its blocks)."""
         bb = self.backbone
-        return bb.patch_embed, bb.stages[0], bb.stages[1].downsample
+        return bb.patch_embed, bb.stages[0], bb.stages[1].downsample, bb.stages[1].blocks, bb.stages[2], bb.stages[3]
+
+    def _run_unit(self, unit: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if unit is self.backbone.stages[1].blocks:  # as TinyVitStage.forward runs them: channels-last
+            return unit(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return unit(x)
 
     def frozen_prefix(self) -> int:
-        """How many leading units (patch embed, stage 1, stage 2's downsampling) hold nothing trainable.
+        """How many leading backbone units (:meth:`_prefix_units`) hold nothing trainable.
 
         Their output is then a fixed function of the crop (BatchNorm keeps its
         running statistics), so it can be computed once per person and cached.
-        The paper's ``finetune`` strategy freezes all three; the LayerNorms of
-        stages 2-3 still train, so caching cannot reach further.
+        The paper's ``finetune`` strategy freezes three (patch embed, stage 1,
+        stage 2's downsampling; the LayerNorms of stages 2-3 still train); ``head``
+        freezes all six, so the whole backbone's output is cached.
         """
         count = 0
         for unit in self._prefix_units():
@@ -102,17 +109,13 @@ class TinyViTSimCC(nn.Module):
 
     def forward_prefix(self, x: torch.Tensor, units: int) -> torch.Tensor:
         for unit in self._prefix_units()[:units]:
-            x = unit(x)
+            x = self._run_unit(unit, x)
         return x
 
     def forward_from_prefix(self, x: torch.Tensor, units: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The rest of the network after ``units`` prefix units (timm's stage order, unrolled at stage 2)."""
-        bb = self.backbone
+        """The rest of the network after ``units`` prefix units."""
         for unit in self._prefix_units()[units:]:
-            x = unit(x)
-        stage = bb.stages[1]  # TinyVitStage.forward after its downsample: blocks run channels-last
-        x = stage.blocks(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        x = bb.stages[3](bb.stages[2](x))
+            x = self._run_unit(unit, x)
         return self.forward_head(x)
 
     def train(self, mode: bool = True):
