@@ -138,6 +138,9 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise AuditError(f"--batch-size must be at least 1; got {args.batch_size}")
     targets = {model: _load_target(model, "audit") for model in args.checkpoints}  # before the data
+    references: dict[str, _Target] = {}
+    if args.reference and args.reference.lower() != "none":
+        references[args.reference] = _load_target(args.reference, "an audit's reference")
     members, non_members = load_dataset(data_spec(args.members)), load_dataset(data_spec(args.non_members))
     if min(len(members), len(non_members)) < MIN_PEOPLE:
         raise AuditError(f"an audit needs at least {MIN_PEOPLE} members and {MIN_PEOPLE} non-members; got "
@@ -148,7 +151,7 @@ def run(args) -> int:
         raise AuditError(str(e)) from None
     # Several models share the crops (per input geometry) and each reference's losses.
     crops: dict[tuple, tuple[list, list]] = {}
-    reference_losses: dict[tuple, tuple] = {}
+    reference_losses: dict[str, tuple] = {}
     status = 0
     for name, target in targets.items():
         if target.geometry not in crops:
@@ -157,14 +160,16 @@ def run(args) -> int:
         data = AuditData(*crops[target.geometry])
         reference = _reference(args, target)
         if reference is not None:
-            if (reference, target.geometry) not in reference_losses:
-                ref_target = _load_target(reference, "an audit's reference")
-                if ref_target.geometry != target.geometry:
-                    raise AuditError(f"the reference {reference} takes {ref_target.geometry[0]} crops, the model "
-                                     f"{name} {target.geometry[0]}: the calibrated attack needs the same crops")
-                reference_losses[reference, target.geometry] = (batch_losses(ref_target.forward, data.members),
-                                                                batch_losses(ref_target.forward, data.non_members))
-            data.reference_losses = reference_losses[reference, target.geometry]
+            if reference not in references:
+                references[reference] = _load_target(reference, "an audit's reference")
+            if references[reference].geometry != target.geometry:
+                raise AuditError(f"the reference {reference} takes {references[reference].geometry[0]} crops, the "
+                                 f"model {name} {target.geometry[0]}: the calibrated attack needs the same crops")
+            if reference not in reference_losses:  # its geometry is the model's: the same crops
+                forward = references[reference].forward
+                reference_losses[reference] = (batch_losses(forward, data.members),
+                                               batch_losses(forward, data.non_members))
+            data.reference_losses = reference_losses[reference]
         delta = target.delta or 1e-5
         results = attack(target.forward, data, delta=delta, confidence=args.confidence)
         status = max(status, _report(args, name, target, delta, results, reference,
