@@ -26,6 +26,7 @@ EPILOG_TRAIN = """examples:
   dp-pose train --recipe R.yaml --method dp-sgd --epsilon 0.2 --delta 1e-5 --clip 0.01 --epochs 25
   dp-pose train --recipe R.yaml --method pdp-sgd --epsilon 1 --clip 0.1 --projection-dim 50 --public-size 100
   dp-pose train --recipe R.yaml --method dp-sgd --epsilon 8 --nproc 2     # 2 processes (DDP, gloo on CPU)
+  dp-pose train --recipe R.yaml --strategy head --lr 0.002 --seed 1 --out runs/head-s1   # a variant of a recipe
   dp-pose train --resume runs/demo                                          # continue after a stop or a kill
   dp-pose train --recipe training/recipes/lsp_public_pretrain.yaml --precision bf16 --device cpu
 """
@@ -53,7 +54,8 @@ EPILOG_SYNTH = """examples:
 
 
 _RECIPE_OVERRIDES = {  # CLI flag dest -> recipe key
-    "epochs": "epochs", "seed": "seed", "method": "method", "epsilon": "epsilon",
+    "epochs": "epochs", "seed": "seed", "lr": "lr", "strategy": "strategy", "ema_decay": "ema_decay",
+    "method": "method", "epsilon": "epsilon",
     "noise_multiplier": "noise_multiplier", "delta": "delta", "clip": "clipping_norm",
     "accountant": "accountant", "batch_size": "batch_size", "physical_batch_size": "physical_batch_size",
     "projection_dim": "projection_dim", "public_size": "public_size", "public_data": "public_data",
@@ -187,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after N epochs of this run (the schedule still spans all epochs; --resume continues)")
     p.add_argument("--seed", type=int, help="override the recipe's seed")
     p.add_argument("--batch-size", type=int, help="(expected) logical batch size")
+    p.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
+    p.add_argument("--strategy", help="override the recipe's strategy: which parameters train "
+                                      "(finetune, full, scratch, norm-bias-head, head)")
+    p.add_argument("--ema-decay", type=float, help="keep an exponential moving average of the weights (e.g. 0.95)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"),
                    help="where to train (recipe default auto: cuda, else mps, else cpu)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),

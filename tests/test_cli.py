@@ -114,10 +114,12 @@ def test_train_flags_override_the_recipe(capsys, tmp_path):
                       "batch_size: 10\nnoise_multiplier: 3.0\nmodel:\n  input_size: [64, 64]\n")
     out = tmp_path / "run"
     code, stdout, _ = run(capsys, "train", "--recipe", str(recipe), "--out", str(out), "-q", "--method", "dp-sgd",
-                          "--epsilon", "4", "--delta", "1e-3", "--clip", "0.5")
+                          "--epsilon", "4", "--delta", "1e-3", "--clip", "0.5", "--lr", "0.002", "--strategy", "head",
+                          "--ema-decay", "0.9")
     assert code == 0 and f"checkpoint: {out}" in stdout
     config = json.loads((out / "config.json").read_text())
     r = config["recipe"]
+    assert (r["lr"], r["strategy"], r["ema_decay"]) == (0.002, "head", 0.9)
     # --epsilon replaced the recipe's fixed noise multiplier, which was then calibrated to it.
     assert (r["method"], r["epsilon"], r["noise_multiplier"], r["delta"], r["clipping_norm"]) == (
         "dp-sgd", 4.0, None, 1e-3, 0.5)
