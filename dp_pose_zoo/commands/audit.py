@@ -125,8 +125,10 @@ def _reference(args, target: _Target) -> str | None:
         return None
     if args.reference:
         return args.reference
+    from ..release import WEIGHTS
+
     init = target.init
-    return init if init and (Path(init) / "model.safetensors").exists() else None
+    return init if init and (Path(init) / WEIGHTS).exists() else None
 
 
 def run(args) -> int:
