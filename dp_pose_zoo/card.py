@@ -130,6 +130,8 @@ def render_card(*, name: str, privacy: PrivacyBlock, weights_sha256: str, train_
 
     ``base_model_data``: the ``train_data`` the initial model learned from. A fine-tune's weights carry both
     data sets, so the card names both with their terms, and says which one the privacy guarantee covers.
+    The front matter keeps them apart: ``datasets`` is this run's data (the one its epsilon is about),
+    ``base_model_datasets`` the initial model's.
     """
     eval_results = None
     if pckh:
@@ -144,9 +146,9 @@ def render_card(*, name: str, privacy: PrivacyBlock, weights_sha256: str, train_
         library_name=LIBRARY_NAME,
         pipeline_tag="keypoint-detection",
         tags=[ZOO_TAG, "pose-estimation", "differential-privacy", privacy.method, "tinyvit", "simcc"],
-        datasets=[spec for spec, _ in data_sources(train_data)]
-        + [spec for spec, _ in data_sources(base_model_data or [])],
+        datasets=[spec for spec, _ in data_sources(train_data)],
         base_model=base_model,
+        **({"base_model_datasets": [spec for spec, _ in data_sources(base_model_data)]} if base_model_data else {}),
         model_name=name,
         eval_results=eval_results,
         privacy=privacy.to_dict(),
@@ -225,8 +227,13 @@ class Card:
 
     @property
     def train_data(self) -> str | None:
-        datasets = self.data.datasets or []
-        return " + ".join(map(str, datasets)) if isinstance(datasets, list) and datasets else datasets or None
+        """The data this model's own training run used: for a DP model, the data its epsilon is about."""
+        return _joined(self.data.datasets)
+
+    @property
+    def base_model_data(self) -> str | None:
+        """The initial model's data (a fine-tune's public pretraining), which no epsilon on this card covers."""
+        return _joined(getattr(self.data, "base_model_datasets", None))
 
     @property
     def eval_data(self) -> str | None:
@@ -253,6 +260,10 @@ class Card:
         if ZOO_TAG not in tags:
             card.data.tags = [ZOO_TAG, *tags]
         return card_from_text(str(card))
+
+
+def _joined(datasets) -> str | None:
+    return " + ".join(map(str, datasets)) if isinstance(datasets, list) and datasets else datasets or None
 
 
 def card_from_text(text: str, *, source: str = "model card") -> Card:

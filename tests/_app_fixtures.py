@@ -61,6 +61,7 @@ def relabelled_default(folder: Path, *, epsilon: float = SECOND_EPSILON,
     privacy = PrivacyBlock(**{**card.privacy.to_dict(), "epsilon": epsilon})
     text = render_card(name=name, privacy=privacy, weights_sha256=card.weights_sha256, train_data=card.train_data,
                        pckh=card.pckh, eval_data=card.eval_data, base_model=card.data.base_model,
+                       base_model_data=getattr(card.data, "base_model_datasets", None),
                        description="Test fixture: the embedded default's weights under another privacy label.")
     model = onnx.load(str(source / "model.onnx"))
     props = {p.key: p.value for p in model.metadata_props}

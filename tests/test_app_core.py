@@ -98,6 +98,17 @@ def test_privacy_block_of_a_non_private_model_says_there_is_no_guarantee():
     assert core.ModelChoice("k", "m", card).label == "m · ε=∞ non-private"
 
 
+def test_privacy_block_keeps_the_data_epsilon_covers_apart_from_the_initial_models():
+    block = PrivacyBlock(method="dp-sgd", epsilon=1.0, delta=1e-5, clipping_norm=0.1, strategy="finetune",
+                         epochs=2, steps=10, sample_rate=0.01)
+    card = card_from_text(render_card(name="m", privacy=block, weights_sha256="a" * 64, train_data="mpii:private",
+                                      base_model="runs/public", base_model_data=["lsp:public", "coco:public"]))
+    text = core.privacy_markdown(core.ModelChoice("k", "m", card))
+    assert "- trained on: mpii:private\n" in text
+    assert "- initialised from: runs/public, trained on lsp:public + coco:public; ε does not cover it" in text
+    assert "initialised from" not in core.privacy_markdown(core.ModelChoice("k", "m", a_card(epsilon=1.0)))
+
+
 def test_the_two_models_show_different_privacy_blocks(loader):
     default, second = (core.privacy_markdown(c) for c in loader.choices.values())
     assert f"**{rounded_up(default_card().privacy.epsilon, 3)}**" in default and "**0.500**" in second

@@ -62,8 +62,13 @@ def test_a_fine_tunes_card_names_the_initial_models_data_and_terms_and_what_the_
     card_text = text(train_data="mpii:mpii/annotations/mpii_train.json", base_model="runs/public",
                      base_model_data=public)
     card = card_from_text(card_text)
-    assert card.data.datasets == ["mpii:mpii/annotations/mpii_train.json", "lsp:../shared/data/lspet",
-                                  "coco:coco/annotations/person_keypoints_train2017.json"]
+    # the front matter keeps the data the epsilon is about apart from the initial model's
+    assert card.data.datasets == ["mpii:mpii/annotations/mpii_train.json"]
+    assert card.data.base_model_datasets == ["lsp:../shared/data/lspet",
+                                             "coco:coco/annotations/person_keypoints_train2017.json"]
+    assert card.train_data == "mpii:mpii/annotations/mpii_train.json"
+    assert card.base_model_data == "lsp:../shared/data/lspet + coco:coco/annotations/person_keypoints_train2017.json"
+    assert card_from_text(text()).base_model_data is None  # trained from scratch: no such key
     body = card_text.split("\n---\n", 1)[1]
     public_part = body[body.index("Initialised from `runs/public`, trained on:"):]
     assert "Leeds Sports Pose" in public_part and "CC BY 4.0" in public_part and "seen 4 times" in public_part

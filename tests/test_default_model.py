@@ -1,5 +1,7 @@
 """The embedded default as shipped: its card, its ONNX, and what `zoo list` shows of it."""
 
+import json
+
 import cv2
 import numpy as np
 
@@ -20,6 +22,15 @@ def test_the_default_ships_a_dp_card_that_matches_its_onnx():
     assert est.metadata["privacy"]["epsilon"] == card.privacy.epsilon == est.card.privacy.epsilon
     assert est.metadata["weights_sha256"] == card.weights_sha256
     assert card.privacy.epsilon <= 1.0 and card.privacy.delta == 1e-5 and card.privacy.clipping_norm == 0.1
+
+
+def test_the_default_card_keeps_its_private_data_apart_from_its_public_initialisation(capsys):
+    card = load_card(default_dir() / "README.md")
+    assert card.train_data.startswith("mpii:") and "lsp" not in card.train_data  # what epsilon covers
+    assert "lsp:" in card.base_model_data and "mpii" not in card.base_model_data
+    assert main(["zoo", "list", "--json"]) == 0
+    entry = next(e for e in json.loads(capsys.readouterr().out) if e["name"] == "default")
+    assert (entry["data"], entry["base_model_data"]) == (card.train_data, card.base_model_data)
 
 
 def test_the_default_finds_keypoints_on_a_real_photo():

@@ -123,6 +123,9 @@ def privacy_markdown(choice: ModelChoice) -> str:
                                         f"disjoint: {p.public_data.get('disjoint')})"))
     rows += [("steps · epochs", f"{p.steps} · {p.epochs}"), ("strategy", p.strategy),
              ("privacy unit", p.privacy_unit), ("trained on", card.train_data)]
+    if card.base_model_data:
+        covered = "; ε does not cover it" if card.private else ""
+        rows.append(("initialised from", f"{card.data.base_model}, trained on {card.base_model_data}{covered}"))
     pckh = card.pckh or {}
     if "Mean" in pckh:
         rows.append(("PCKh (α = 0.5)", f"{pckh['Mean']:.2f} on {card.eval_data}"))
