@@ -237,6 +237,42 @@ def test_cached_frozen_prefix_trains_like_the_full_forward(tmp_path, strategy):
               progress_bar=False)
 
 
+def test_cached_views_are_the_plain_crop_then_fixed_augmentations_through_the_prefix():
+    from dp_pose_zoo.codec import SimCCCodec
+    from dp_pose_zoo.datasets import load_dataset
+    from dp_pose_zoo.training.data import AugmentConfig, CachedPrefixDataset, SimCCDataset
+    from dp_pose_zoo.training.model import ModelConfig, TinyViTSimCC
+
+    torch.manual_seed(0)
+    model = TinyViTSimCC(ModelConfig(input_size=(64, 64)))
+    model.set_strategy("head")
+    units = model.frozen_prefix()
+    people, codec = load_dataset("synthpose:private-train:5"), SimCCCodec((64, 64), 2.0)
+    plain = SimCCDataset(people, codec, seed=3)
+    augmented = SimCCDataset(people, codec, augment=AugmentConfig(), seed=3, views=2)
+    cached = CachedPrefixDataset(plain, model, units, augmented=augmented, batch_size=4)  # batches cross people
+    item = cached[(7, 4)]  # any epoch: the views are drawn once
+    images = torch.stack([plain[4]["image"], *augmented[4]["image"]])
+    with torch.no_grad():
+        expected = model.forward_prefix(images, units)
+    assert item["image"].shape == (3, *expected.shape[1:]) and item["target_x"].shape[0] == 3
+    torch.testing.assert_close(item["image"], expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(item["target_x"], torch.stack([plain[4]["target_x"], *augmented[4]["target_x"]]))
+    assert not torch.equal(item["image"][1], item["image"][2])  # the augmented views differ
+    with pytest.raises(ValueError, match="augmentation on"):
+        CachedPrefixDataset(plain, model, units, augmented=SimCCDataset(people, codec, views=2))
+
+
+def test_a_dp_run_on_cached_views_trains_and_needs_more_than_one_view(tmp_path):
+    recipe = Recipe.from_dict(dp_recipe(cache_frozen=True, augment_multiplicity=3, strategy="head", epochs=1,
+                                        noise_seed=1))
+    out = train(recipe, tmp_path / "views", progress_bar=False)
+    config = json.loads((out / "config.json").read_text())
+    assert config["recipe"]["augment_multiplicity"] == 3 and config["privacy"]["epsilon"] <= 2.0
+    with pytest.raises(Exception, match="or cache fixed views with augment_multiplicity > 1"):
+        Recipe.from_dict(dp_recipe(cache_frozen=True, strategy="head"))
+
+
 @pytest.fixture(scope="module")
 def stopped_dp_run(tmp_path_factory):
     """A DP run checkpointed at step 2 with one more step journaled: what a kill after the checkpoint leaves."""

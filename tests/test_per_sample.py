@@ -119,6 +119,25 @@ def test_several_views_of_a_person_give_the_mean_of_their_gradients(model, small
         assert_matches(g, reference[name].reshape(n, views, *g.shape[1:]).mean(dim=1), name)
 
 
+def test_several_cached_views_of_a_person_give_the_mean_of_their_full_forward_gradients(model, small_model_config):
+    """Views held as cached frozen-prefix features (head strategy): the same mean as the images' own loop."""
+    model.set_strategy("head")
+    model.train()
+    n, views = 2, 3
+    units = model.frozen_prefix()
+    flat = make_batch(small_model_config, n * views, seed=7)
+    with torch.no_grad():
+        features = model.forward_prefix(flat["image"], units)
+    stacked = {"image": features.reshape(n, views, *features.shape[1:]),
+               **{k: flat[k].reshape(n, views, *flat[k].shape[1:]) for k in ("target_x", "target_y", "weight")}}
+    grads = per_sample_gradients(model, stacked, prefix_units=units)
+    reference = loop_gradients(model, flat)
+    assert sorted(grads) == sorted(reference) and all(name.startswith("head.") for name in grads)
+    for name, g in grads.items():
+        assert g.shape[0] == n
+        assert_matches(g, reference[name].reshape(n, views, *g.shape[1:]).mean(dim=1), name)
+
+
 def test_fewer_trainable_parameters_strategies(small_model_config):
     model = TinyViTSimCC(small_model_config)
     head = set(model.set_strategy("head"))

@@ -55,7 +55,8 @@ class Recipe:
     # Sampling and noise come from a secret seed drawn at the start of a run. A fixed
     # one makes runs repeatable (tests) but is not private if it is ever published.
     noise_seed: int | None = None
-    # Compute the frozen prefix (see TinyViTSimCC.frozen_prefix) once per person; needs augmentation off.
+    # Compute the frozen prefix (see TinyViTSimCC.frozen_prefix) once per person; needs augmentation off, or
+    # augment_multiplicity K > 1: then K fixed views (the plain crop and K - 1 augmentations) are cached.
     cache_frozen: bool = False
     # DP only: each sampled person is seen in this many augmented views whose gradients are averaged before
     # clipping (De et al. 2022); it costs that many forward/backward passes per person.
@@ -91,15 +92,14 @@ class Recipe:
                               "same from more epochs")
         if self.augment_multiplicity > 1 and not self.augment.enabled:
             raise RecipeError("augment_multiplicity needs augmentation on: its views would all be the same crop")
-        if self.augment_multiplicity > 1 and self.cache_frozen:
-            raise RecipeError("augment_multiplicity and cache_frozen exclude each other (cached crops are fixed)")
         if self.private and any(s.weight != 1.0 for s in sources):
             # A weight changes how often a person is sampled; the accountant assumes one rate for everyone.
             raise RecipeError("source weights are for non-private runs: DP sampling takes every person at the "
                               "same rate, which the accountant is told")
-        if self.cache_frozen and self.augment.enabled:
+        if self.cache_frozen and self.augment.enabled and self.augment_multiplicity == 1:
             raise RecipeError("cache_frozen needs augmentation off (features are computed once per person): "
-                              "set augment flip, scale and rotation to 0")
+                              "set augment flip, scale and rotation to 0, or cache fixed views with "
+                              "augment_multiplicity > 1")
 
     @property
     def private(self) -> bool:

@@ -177,20 +177,33 @@ class CachedPrefixDataset(Dataset):
     Valid while the prefix stays frozen, which ``TinyViTSimCC.frozen_prefix``
     guarantees for the run's strategy: a DP epoch then pays only for the part
     that trains. Features are float32, so cached and uncached steps agree.
+
+    ``augmented`` (a :class:`SimCCDataset` with ``views`` = K - 1 and augmentation on):
+    each person is cached as K fixed views, the plain crop first, then its augmentations
+    of epoch 0, stacked on a leading axis as ``SimCCDataset(views=K)`` stacks them
+    (augmentation multiplicity; the views are drawn once, not each epoch).
     """
 
-    def __init__(self, base: SimCCDataset, model, units: int, *, batch_size: int = 32):
+    def __init__(self, base: SimCCDataset, model, units: int, *, augmented: SimCCDataset | None = None,
+                 batch_size: int = 32):
         if base.augment is not None and base.augment.enabled:
             raise ValueError("cached features need a dataset without augmentation")
+        augments = augmented is not None and augmented.augment is not None and augmented.augment.enabled
+        if augmented is not None and (len(augmented) != len(base) or not augments):
+            raise ValueError("augmented views need the same people with augmentation on")
         self.base = base
         self.units = units
         items = [base[i] for i in range(len(base))]
+        if augmented is not None:  # (K, ...) per person: the plain view, then the augmented ones
+            items = [_stack_views(item, augmented[i], augmented.views) for i, item in enumerate(items)]
+        views = [it["image"] for it in items] if augmented is None else [v for it in items for v in it["image"]]
         device = next(model.parameters()).device
-        with torch.no_grad():
-            features = [model.forward_prefix(torch.stack([it["image"] for it in items[i:i + batch_size]]).to(device),
-                                             units).cpu()
-                        for i in range(0, len(items), batch_size)]
+        with torch.no_grad():  # every view through the prefix alike, a batch at a time
+            features = [model.forward_prefix(torch.stack(views[i:i + batch_size]).to(device), units).cpu()
+                        for i in range(0, len(views), batch_size)]
         self.features = torch.cat(features) if features else torch.zeros(0)
+        if augmented is not None and features:
+            self.features = self.features.reshape(len(items), augmented.views + 1, *self.features.shape[1:])
         self.items = [{k: v for k, v in it.items() if k != "image"} for it in items]
 
     def __len__(self) -> int:
@@ -199,3 +212,10 @@ class CachedPrefixDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         index = key[1] if isinstance(key, tuple) else key  # nothing is random once features are cached
         return {"image": self.features[index], **self.items[index]}
+
+
+def _stack_views(plain: dict[str, torch.Tensor], augmented: dict[str, torch.Tensor], views: int) -> dict:
+    """One person's plain item and its ``views`` augmented ones as one item of ``views`` + 1 views."""
+    if views == 1:  # SimCCDataset(views=1) returns one unstacked view
+        augmented = {k: v.unsqueeze(0) for k, v in augmented.items() if k != "index"}
+    return {k: (torch.cat([v.unsqueeze(0), augmented[k]]) if k != "index" else v) for k, v in plain.items()}

@@ -111,7 +111,8 @@ def per_sample_gradients(model: nn.Module, batch: dict[str, torch.Tensor], *,
     that a plain backward pass could not reproduce. With ``prefix_units`` the
     batch's ``image`` holds cached features of the model's frozen prefix
     (``TinyViTSimCC.frozen_prefix``). A batch whose ``image`` is
-    ``(n, views, 3, H, W)`` holds several augmentations of each person: the
+    ``(n, views, 3, H, W)`` (or cached features with the same leading axes) and whose targets are
+    ``(n, views, joints, bins)`` holds several augmentations of each person: the
     person's gradient is that of the mean loss over its views (augmentation
     multiplicity; one person is still one sample). ``autocast`` wraps the forward pass
     alone (mixed precision, ``training.device.Precision.autocast``): the
@@ -126,7 +127,7 @@ def per_sample_gradients(model: nn.Module, batch: dict[str, torch.Tensor], *,
         raise PrivacyError("the model has no trainable parameters (set_strategy first)")
     if batch_size(batch) == 0:
         return _empty_gradients(model, names)
-    views = batch["image"].dim() == 5  # (n, views, 3, H, W): SimCCDataset(views=K)
+    views = batch["target_x"].dim() == 4  # (n, views, joints, bins): SimCCDataset(views=K), cached or not
     named = dict(model.named_parameters())
     trainable = {n: named[n].detach() for n in names}
     frozen = {n: p.detach() for n, p in named.items() if not p.requires_grad}

@@ -243,8 +243,13 @@ def _prepare_run(recipe: Recipe, out_dir: Path, world: World, device: torch.devi
     init = config.get("init") if config is not None else _init_record(recipe)
     prefix_units = _place_model(model, recipe, device, precision)
     if prefix_units:  # the frozen prefix's features, computed once, stand in for the images
-        train_set = CachedPrefixDataset(SimCCDataset(private, codec, seed=recipe.seed), model, prefix_units)
-        log.info("cached %d frozen prefix unit(s) for %d people", prefix_units, len(train_set))
+        # With augment_multiplicity K: the plain crop and K - 1 augmentations of each person, drawn once.
+        augmented = (SimCCDataset(private, codec, augment=recipe.augment, seed=recipe.seed,
+                                  views=recipe.augment_multiplicity - 1) if recipe.augment_multiplicity > 1 else None)
+        train_set = CachedPrefixDataset(SimCCDataset(private, codec, seed=recipe.seed), model, prefix_units,
+                                        augmented=augmented)
+        log.info("cached %d frozen prefix unit(s) for %d people, %d view(s) each", prefix_units, len(train_set),
+                 recipe.augment_multiplicity)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=recipe.lr,
                                   weight_decay=recipe.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
