@@ -37,6 +37,7 @@ EPILOG_EVAL = """examples:
   dp-pose eval default --data mpii:/data/mpii/annotations/mpii_test.json   # an ONNX model: torch-free
   dp-pose eval OWNER/REPO --precision int8 --data synthpose:private-test   # a Hub release's INT8 export
   dp-pose eval runs/full/onnx/model.onnx --data synthpose:private-test
+  dp-pose eval default --data mpii:/data/mpii/annotations/mpii_test.json --flip-test   # + mirrored crops
 
 MODEL is any model reference: 'default', OWNER/REPO[@rev], a checkpoint or export folder, or a
 model file. A checkpoint (model.safetensors + config.json) runs on torch, as training evaluates it;
@@ -135,16 +136,17 @@ def _cmd_eval(args) -> int:
     if left_out:
         logger.warning("%d of %d people in %s have no head box and are left out of PCKh", left_out, len(loaded),
                        args.data)
-    pred, _ = predict(dataset, batch_size=args.batch_size, progress=not args.json)
+    pred, _ = predict(dataset, batch_size=args.batch_size, progress=not args.json, flip_test=args.flip_test)
     truth = dataset.ground_truth()
     table = pckh_table(pred, *truth)
     limbs = limb_pckh(pred, *truth)
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), "runtime": runtime, "precision": args.precision,
-                          "data": args.data, "people": len(dataset), "people_without_head_box": left_out,
+                          "flip_test": args.flip_test, "data": args.data, "people": len(dataset), "people_without_head_box": left_out,
                           "pckh": {k: (None if math.isnan(v) else round(v, 4)) for k, v in {**table, **limbs}.items()}}))
     else:
-        print(format_pckh_table(table, title=f"PCKh on {args.data} ({len(dataset)} people)"))
+        flipped = ", flip test" if args.flip_test else ""
+        print(format_pckh_table(table, title=f"PCKh on {args.data} ({len(dataset)} people{flipped})"))
         print(format_limb_line(limbs))
     return 0
 
@@ -223,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="synthpose:private-test",
                    help="synthpose:<domain>-<split>[:N], mpii:PATH or coco:PATH (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--flip-test", action="store_true",
+                   help="also run each crop mirrored and average the two (mmpose's flip test; twice the time)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.set_defaults(func=_cmd_eval)
 

@@ -9,8 +9,11 @@ arg-max bin of each axis. Pure numpy: the runtime decodes without torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+
+from .skeleton import FLIP_INDEX
 
 
 @dataclass(frozen=True)
@@ -77,3 +80,33 @@ def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray, split_ratio: float) -
     score = np.minimum(simcc_x.max(axis=-1), simcc_y.max(axis=-1)).astype(np.float32)
     keypoints = np.stack([x, y], axis=-1) / np.float32(split_ratio)
     return keypoints, score
+
+
+def flip_back_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray, split_ratio: float,
+                    flip_index: np.ndarray = FLIP_INDEX) -> tuple[np.ndarray, np.ndarray]:
+    """Logits ``(N, K, bins)`` a model gave for horizontally mirrored crops, mapped back onto the crops.
+
+    Left and right joints swap (``flip_index``) and the x bins mirror. Pixel
+    centres mirror as x -> W - 1 - x, which is bin ``(W - 1) k - i``: the
+    reversed bins shifted by k - 1 (plain reversal would put every x half a
+    pixel off at k = 2). The last k - 1 bins, beyond the mirrored crop's edge,
+    repeat the edge bin. Needs an integer split ratio.
+    """
+    shift = float(split_ratio) - 1
+    if shift < 0 or shift != int(shift):
+        raise ValueError(f"flip test needs an integer split ratio >= 1; got {split_ratio}")
+    shift = int(shift)
+    x = np.asarray(simcc_x)[:, flip_index, ::-1]
+    if shift:
+        x = np.concatenate([x[..., shift:], np.repeat(x[..., -1:], shift, axis=-1)], axis=-1)
+    return np.ascontiguousarray(x), np.ascontiguousarray(np.asarray(simcc_y)[:, flip_index])
+
+
+def flip_averaged(infer: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], crops: np.ndarray,
+              split_ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """``infer``'s logits for ``crops (N, 3, H, W)`` averaged with those for the crops mirrored (mmpose's
+    flip test): one batch of 2N through the model, at twice the cost of ``infer(crops)``."""
+    both_x, both_y = infer(np.concatenate([crops, crops[..., ::-1]]))
+    n = len(crops)
+    back_x, back_y = flip_back_simcc(both_x[n:], both_y[n:], split_ratio)
+    return (both_x[:n] + back_x) / 2, (both_y[:n] + back_y) / 2

@@ -56,6 +56,25 @@ def test_onnx_predictions_are_the_torch_predictions(tiny_checkpoint, export_fold
     assert np.abs(onnx_scores - torch_scores).max() < 1e-3
 
 
+def test_flip_test_on_onnx_is_flip_test_on_torch_and_the_cli_says_it_ran(capsys, tiny_checkpoint, export_folder):
+    from dp_pose_zoo.datasets import load_dataset
+    from dp_pose_zoo.runtime import OnnxModel
+    from dp_pose_zoo.runtime.evaluate import predict_onnx
+    from dp_pose_zoo.training.checkpoint import load_model
+    from dp_pose_zoo.training.evaluate import predict
+
+    dataset = load_dataset("synthpose:private-test:12")
+    model = load_model(tiny_checkpoint)[0]
+    torch_kpts, _ = predict(model, dataset, batch_size=5, flip_test=True)
+    onnx_kpts, _ = predict_onnx(OnnxModel(export_folder / "model.onnx"), dataset, batch_size=5, flip_test=True)
+    assert np.abs(onnx_kpts - torch_kpts).max() < 0.5
+    plain, _ = predict(model, dataset, batch_size=5)
+    assert np.abs(plain - torch_kpts).max() > 0.5  # the mirrored crops changed some joints
+    assert main(["eval", str(export_folder), "--data", SPEC, "--json", "--flip-test"]) == 0
+    flipped = json.loads(capsys.readouterr().out)
+    assert flipped["flip_test"] is True and _eval_json(capsys, export_folder)["flip_test"] is False
+
+
 def test_int8_precision_of_a_folder_without_one_says_how_to_make_it(capsys, export_folder):
     assert main(["eval", str(export_folder), "--precision", "int8", "--data", "synthpose:private-test:4"]) == 2
     err = capsys.readouterr().err.strip()

@@ -82,6 +82,11 @@ def test_photo_folder_end_to_end(tiny_onnx, tmp_path, capsys, monkeypatch):
     assert run_cli(["infer", "photos", "--model", str(tiny_onnx), "--boxes", "full", "-q"]) == 0
     assert (tmp_path / "runs" / "infer" / "photos-2").is_dir()  # a second run gets its own folder
     assert "photos-2" in capsys.readouterr().out
+    assert run_cli(["infer", "photos", "--model", str(tiny_onnx), "--boxes", "full", "--flip-test", "-q"]) == 0
+    flipped = json.loads((tmp_path / "runs" / "infer" / "photos-3" / "keypoints.json").read_text())
+    assert flipped["model"]["flip_test"] is True and data["model"]["flip_test"] is False
+    assert [f["people"][0]["keypoints"] for f in flipped["frames"]] != [f["people"][0]["keypoints"]
+                                                                      for f in data["frames"]]
 
 
 def _bad(argv, tmp_path, capsys, match: str) -> str:

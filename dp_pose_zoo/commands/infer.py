@@ -77,6 +77,9 @@ def add_parser(subparsers) -> None:
                    help="video: mp4v in .mp4 (default) or ffv1 in .mkv (lossless); images: jpg (default) or png "
                         "(lossless)")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    p.add_argument("--flip-test", action="store_true",
+                   help="also run each person's crop mirrored and average the two: steadier joints, twice the "
+                        "pose model's time")
     p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime threads (default: all cores)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -98,6 +101,7 @@ def run(args) -> int:
             make_detector(args.boxes or args.detector, video=not source.independent_frames,
                           threads=args.threads) as detector:
         estimator = load_estimator(args.model, precision=args.precision, threads=args.threads)
+        estimator.flip_test = args.flip_test
         out = Path(args.out) if args.out else unique_run_dir(RUNS_ROOT / source_stem(args.source))
         options = InferOptions(det_every=args.det_every, smooth=args.smooth, kpt_thr=args.kpt_thr,
                                anonymize=args.anonymize, anonymize_region=args.anonymize_region,

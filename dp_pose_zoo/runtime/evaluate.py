@@ -11,14 +11,16 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
+from ..codec import flip_averaged
 from ..datasets.base import PoseDataset
 from .onnx_model import OnnxModel
 from .pose_estimator import crop_batch, decode_to_frame
 
 
-def predict_onnx(model: OnnxModel, dataset: PoseDataset, *, batch_size: int = 32,
-                 progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Keypoints ``(N, 16, 2)`` in image pixels and scores ``(N, 16)`` for every record."""
+def predict_onnx(model: OnnxModel, dataset: PoseDataset, *, batch_size: int = 32, progress: bool = False,
+                 flip_test: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints ``(N, 16, 2)`` in image pixels and scores ``(N, 16)`` for every record; ``flip_test``
+    averages each crop's logits with its mirror's (``codec.flip_averaged``)."""
     records = dataset.records
     keypoints, scores = [], []
     bar = tqdm(total=len(records), desc="eval", unit="person", disable=not progress, leave=False)
@@ -26,7 +28,9 @@ def predict_onnx(model: OnnxModel, dataset: PoseDataset, *, batch_size: int = 32
         batch = records[start:start + batch_size]
         crops, inverses = zip(*(crop_batch(dataset.load_image(rec), rec.center[None], np.array([rec.scale]),
                                            model.input_size) for rec in batch))
-        simcc_x, simcc_y = model.inference(np.concatenate(crops))
+        crops = np.concatenate(crops)
+        simcc_x, simcc_y = (flip_averaged(model.inference, crops, model.split_ratio) if flip_test
+                            else model.inference(crops))
         kpts, conf = decode_to_frame(simcc_x, simcc_y, model.split_ratio, np.concatenate(inverses))
         keypoints.append(kpts)
         scores.append(conf)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..codec import decode_simcc
+from ..codec import decode_simcc, flip_averaged
 from ..datasets.base import PoseDataset
 from ..geometry import apply_affine, crop_matrix, warp_crop
 from ..metrics import limb_pckh, pckh_table
@@ -15,9 +15,10 @@ from .model import TinyViTSimCC
 
 
 @torch.no_grad()
-def predict(model: TinyViTSimCC, dataset: PoseDataset, *, batch_size: int = 32,
-            progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Keypoints ``(N, 16, 2)`` in image pixels and scores ``(N, 16)`` for every record."""
+def predict(model: TinyViTSimCC, dataset: PoseDataset, *, batch_size: int = 32, progress: bool = False,
+            flip_test: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints ``(N, 16, 2)`` in image pixels and scores ``(N, 16)`` for every record; ``flip_test``
+    averages each crop's logits with its mirror's (``codec.flip_averaged``), as the runtime does."""
     model.eval()
     device = next(model.parameters()).device
     size = model.config.input_size
@@ -31,8 +32,13 @@ def predict(model: TinyViTSimCC, dataset: PoseDataset, *, batch_size: int = 32,
             matrix = crop_matrix(rec.center, rec.scale, size)
             crops.append(normalize_crop(warp_crop(dataset.load_image(rec), matrix, size)))
             inverses.append(crop_matrix(rec.center, rec.scale, size, inverse=True))
-        simcc_x, simcc_y = model(torch.from_numpy(np.stack(crops)).to(device))
-        kpts, conf = decode_simcc(simcc_x.float().cpu().numpy(), simcc_y.float().cpu().numpy(), model.config.split_ratio)
+        def infer(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return tuple(t.float().cpu().numpy() for t in model(torch.from_numpy(images).to(device)))
+
+        crops = np.stack(crops)
+        simcc_x, simcc_y = (flip_averaged(infer, crops, model.config.split_ratio) if flip_test
+                            else infer(crops))
+        kpts, conf = decode_simcc(simcc_x, simcc_y, model.config.split_ratio)
         keypoints += [apply_affine(k, inv) for k, inv in zip(kpts, inverses)]
         scores.append(conf)
         bar.update(len(batch))
@@ -41,9 +47,9 @@ def predict(model: TinyViTSimCC, dataset: PoseDataset, *, batch_size: int = 32,
 
 
 def evaluate(model: TinyViTSimCC, dataset: PoseDataset, *, batch_size: int = 32,
-             progress: bool = False) -> dict[str, float]:
+             progress: bool = False, flip_test: bool = False) -> dict[str, float]:
     """The PCKh table (Head ... Ankle, Mean, Mean@0.1) of ``model`` on ``dataset``, and the 12 limb joints'
     PCKh (Limbs, Limbs@0.1)."""
-    pred, _ = predict(model, dataset, batch_size=batch_size, progress=progress)
+    pred, _ = predict(model, dataset, batch_size=batch_size, progress=progress, flip_test=flip_test)
     truth = dataset.ground_truth()
     return {**pckh_table(pred, *truth), **limb_pckh(pred, *truth)}

@@ -114,11 +114,12 @@ def model_privacy(estimator) -> tuple[dict | None, bool]:
 
 
 def model_description(estimator) -> dict:
-    """What the JSON says about the model: path, input size, precision, weights hash, privacy block."""
+    """What the JSON says about the model: path, input size, precision, flip test, weights hash, privacy block."""
     meta = estimator.metadata
     privacy, verified = model_privacy(estimator)
     return {"path": str(getattr(estimator, "path", "")), "input_size": list(meta.get("input_size", ())),
-            "precision": meta.get("precision"), "weights_sha256": meta.get("weights_sha256"),
+            "precision": meta.get("precision"), "flip_test": bool(getattr(estimator, "flip_test", False)),
+            "weights_sha256": meta.get("weights_sha256"),
             "model_name": meta.get("model_name"), "privacy": privacy, "privacy_verified": verified}
 
 
