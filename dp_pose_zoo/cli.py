@@ -142,7 +142,8 @@ def _cmd_eval(args) -> int:
     limbs = limb_pckh(pred, *truth)
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), "runtime": runtime, "precision": args.precision,
-                          "flip_test": args.flip_test, "data": args.data, "people": len(dataset), "people_without_head_box": left_out,
+                          "flip_test": args.flip_test, "data": args.data, "people": len(dataset),
+                          "people_without_head_box": left_out,
                           "pckh": {k: (None if math.isnan(v) else round(v, 4)) for k, v in {**table, **limbs}.items()}}))
     else:
         flipped = ", flip test" if args.flip_test else ""

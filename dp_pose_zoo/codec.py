@@ -103,7 +103,7 @@ def flip_back_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray, split_ratio: float
 
 
 def flip_averaged(infer: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], crops: np.ndarray,
-              split_ratio: float) -> tuple[np.ndarray, np.ndarray]:
+                  split_ratio: float) -> tuple[np.ndarray, np.ndarray]:
     """``infer``'s logits for ``crops (N, 3, H, W)`` averaged with those for the crops mirrored (mmpose's
     flip test): one batch of 2N through the model, at twice the cost of ``infer(crops)``."""
     both_x, both_y = infer(np.concatenate([crops, crops[..., ::-1]]))

@@ -54,7 +54,8 @@ class ZooEntry:
             "name": self.name, "card_name": self.card.name, "method": p.method,
             "epsilon": json_safe(p.epsilon),
             "delta": p.delta, "clipping_norm": p.clipping_norm, "strategy": p.strategy,
-            "data": self.card.train_data, "base_model_data": self.card.base_model_data, "pckh": pckh.get("Mean"), "pckh@0.1": pckh.get("Mean@0.1"),
+            "data": self.card.train_data, "base_model_data": self.card.base_model_data,
+            "pckh": pckh.get("Mean"), "pckh@0.1": pckh.get("Mean@0.1"),
             "eval_data": self.card.eval_data, "size": self.size, "where": list(self.where),
             "revision": self.revision, "path": str(self.path) if self.path else None,
         }

@@ -83,10 +83,11 @@ class PoseEstimator(OnnxModel):
     """MPII-16 keypoints of the people in given boxes, from an exported dp-pose-zoo ONNX model.
 
     ``PoseEstimator("model.int8.onnx", threads=2)(frame, boxes)`` returns one
-    :class:`Person` per box; with ``flip_test = True`` each crop also runs mirrored. ``metadata["privacy"]`` tells what the weights
-    spent (None when the file carries no dp_pose_zoo metadata); it is the
-    file's own claim until :meth:`from_pretrained` has checked it against a
-    model card, which it then attaches as ``card``.
+    :class:`Person` per box; with ``flip_test = True`` each crop also runs
+    mirrored. ``metadata["privacy"]`` tells what the weights spent (None when
+    the file carries no dp_pose_zoo metadata); it is the file's own claim
+    until :meth:`from_pretrained` has checked it against a model card, which
+    it then attaches as ``card``.
     """
 
     card = None  # the model card from_pretrained verified this model against; None for a bare file

@@ -24,6 +24,10 @@ def predict(model: TinyViTSimCC, dataset: PoseDataset, *, batch_size: int = 32, 
     size = model.config.input_size
     keypoints, scores = [], []
     records = dataset.records
+
+    def infer(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return tuple(t.float().cpu().numpy() for t in model(torch.from_numpy(images).to(device)))
+
     bar = tqdm(total=len(records), desc="eval", unit="person", disable=not progress, leave=False)
     for start in range(0, len(records), batch_size):
         batch = records[start:start + batch_size]
@@ -32,9 +36,6 @@ def predict(model: TinyViTSimCC, dataset: PoseDataset, *, batch_size: int = 32, 
             matrix = crop_matrix(rec.center, rec.scale, size)
             crops.append(normalize_crop(warp_crop(dataset.load_image(rec), matrix, size)))
             inverses.append(crop_matrix(rec.center, rec.scale, size, inverse=True))
-        def infer(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return tuple(t.float().cpu().numpy() for t in model(torch.from_numpy(images).to(device)))
-
         crops = np.stack(crops)
         simcc_x, simcc_y = (flip_averaged(infer, crops, model.config.split_ratio) if flip_test
                             else infer(crops))
