@@ -263,10 +263,21 @@ def test_cached_views_are_the_plain_crop_then_fixed_augmentations_through_the_pr
         CachedPrefixDataset(plain, model, units, augmented=SimCCDataset(people, codec, views=2))
 
 
-def test_a_dp_run_on_cached_views_trains_and_needs_more_than_one_view(tmp_path):
+def test_a_dp_run_on_cached_views_trains_and_needs_more_than_one_view(tmp_path, monkeypatch):
+    from dp_pose_zoo.training import trainer
+
+    cached = []
+
+    class Spy(trainer.CachedPrefixDataset):  # what the trainer really caches
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            cached.append(tuple(self.features.shape[:2]))
+
+    monkeypatch.setattr(trainer, "CachedPrefixDataset", Spy)
     recipe = Recipe.from_dict(dp_recipe(cache_frozen=True, augment_multiplicity=3, strategy="head", epochs=1,
                                         noise_seed=1))
     out = train(recipe, tmp_path / "views", progress_bar=False)
+    assert cached == [(60, 3)]  # every person of synthpose:private-train:60 as 3 views
     config = json.loads((out / "config.json").read_text())
     assert config["recipe"]["augment_multiplicity"] == 3 and config["privacy"]["epsilon"] <= 2.0
     with pytest.raises(Exception, match="or cache fixed views with augment_multiplicity > 1"):
