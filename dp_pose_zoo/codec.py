@@ -102,6 +102,12 @@ def flip_back_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray, split_ratio: float
     return np.ascontiguousarray(x), np.ascontiguousarray(np.asarray(simcc_y)[:, flip_index])
 
 
+def simcc_logits(infer: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], crops: np.ndarray,
+                 split_ratio: float, *, flip_test: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``infer(crops)``, or with ``flip_test`` :func:`flip_averaged`: how every prediction path runs a model."""
+    return flip_averaged(infer, crops, split_ratio) if flip_test else infer(crops)
+
+
 def flip_averaged(infer: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], crops: np.ndarray,
                   split_ratio: float) -> tuple[np.ndarray, np.ndarray]:
     """``infer``'s logits for ``crops (N, 3, H, W)`` averaged with those for the crops mirrored (mmpose's

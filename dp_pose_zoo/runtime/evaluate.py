@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
-from ..codec import flip_averaged
+from ..codec import simcc_logits
 from ..datasets.base import PoseDataset
 from .onnx_model import OnnxModel
 from .pose_estimator import crop_batch, decode_to_frame
@@ -29,8 +29,7 @@ def predict_onnx(model: OnnxModel, dataset: PoseDataset, *, batch_size: int = 32
         crops, inverses = zip(*(crop_batch(dataset.load_image(rec), rec.center[None], np.array([rec.scale]),
                                            model.input_size) for rec in batch))
         crops = np.concatenate(crops)
-        simcc_x, simcc_y = (flip_averaged(model.inference, crops, model.split_ratio) if flip_test
-                            else model.inference(crops))
+        simcc_x, simcc_y = simcc_logits(model.inference, crops, model.split_ratio, flip_test=flip_test)
         kpts, conf = decode_to_frame(simcc_x, simcc_y, model.split_ratio, np.concatenate(inverses))
         keypoints.append(kpts)
         scores.append(conf)

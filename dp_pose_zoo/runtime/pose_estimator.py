@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..codec import decode_simcc, flip_averaged
+from ..codec import decode_simcc, simcc_logits
 from ..geometry import apply_affine, bbox_to_center_scale, crop_matrix, warp_crop
 from ..preprocess import normalize_crop
 from .onnx_model import OnnxModel
@@ -126,7 +126,7 @@ class PoseEstimator(OnnxModel):
 
     def logits(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`inference`, averaged with the mirrored crops' when ``flip_test`` is on."""
-        return flip_averaged(self.inference, batch, self.split_ratio) if self.flip_test else self.inference(batch)
+        return simcc_logits(self.inference, batch, self.split_ratio, flip_test=self.flip_test)
 
     def preprocess(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         centers, scales = boxes_to_center_scale(boxes, self.input_size)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..codec import decode_simcc, flip_averaged
+from ..codec import decode_simcc, simcc_logits
 from ..datasets.base import PoseDataset
 from ..geometry import apply_affine, crop_matrix, warp_crop
 from ..metrics import limb_pckh, pckh_table
@@ -37,8 +37,7 @@ def predict(model: TinyViTSimCC, dataset: PoseDataset, *, batch_size: int = 32, 
             crops.append(normalize_crop(warp_crop(dataset.load_image(rec), matrix, size)))
             inverses.append(crop_matrix(rec.center, rec.scale, size, inverse=True))
         crops = np.stack(crops)
-        simcc_x, simcc_y = (flip_averaged(infer, crops, model.config.split_ratio) if flip_test
-                            else infer(crops))
+        simcc_x, simcc_y = simcc_logits(infer, crops, model.config.split_ratio, flip_test=flip_test)
         kpts, conf = decode_simcc(simcc_x, simcc_y, model.config.split_ratio)
         keypoints += [apply_affine(k, inv) for k, inv in zip(kpts, inverses)]
         scores.append(conf)
