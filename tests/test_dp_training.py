@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from dp_pose_zoo.card import parse_card
+from dp_pose_zoo.card import card_from_text, parse_card
 from dp_pose_zoo.errors import PrivacyError
 from dp_pose_zoo.training import accounting
 from dp_pose_zoo.training.checkpoint import load_training_state
@@ -378,3 +379,76 @@ def test_a_public_set_holding_the_private_images_under_other_names_is_refused(tm
     with pytest.raises(PrivacyError, match=r"shares 12 image\(s\) .* by content .*photo_0\d\d.png.*private_"):
         train(recipe, tmp_path / "r", progress_bar=False)
     assert not (tmp_path / "r").exists()
+
+
+# An initial model must not have seen the private people: its weights would carry them outside the epsilon.
+
+TINY_GN = {"input_size": [64, 64], "norm": "group-norm"}
+
+
+def _trained(tmp_path, name, train_data, init=None) -> str:
+    """A one-epoch non-private checkpoint on ``train_data`` (optionally from ``init``)."""
+    recipe = dict(name=name, train_data=train_data, val_data=None, strategy="scratch" if init is None else "full",
+                  epochs=1, batch_size=8, seed=0, model=TINY_GN, **({"init": init} if init else {}))
+    return str(train(Recipe.from_dict(recipe), tmp_path / name, progress_bar=False))
+
+
+def _dp_from(init, **overrides) -> Recipe:
+    return Recipe.from_dict(dp_recipe(init=init, train_data="synthpose:private-train:20", epochs=1, model=TINY_GN,
+                                      **overrides))
+
+
+def test_a_dp_run_from_a_model_trained_on_its_private_people_is_refused(tmp_path):
+    init = _trained(tmp_path, "seen", "synthpose:private-train:8")  # the first 8 of the 20 private people
+    with pytest.raises(PrivacyError) as err:
+        train(_dp_from(init), tmp_path / "r", progress_bar=False)
+    message = str(err.value)
+    assert f"initial model {init} was trained on synthpose:private-train:8, which shares 8 image(s)" in message
+    assert "outside this run's epsilon" in message and "\n" not in message
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("reencode", [False, True])
+def test_an_init_trained_on_renamed_copies_of_the_private_photos_is_refused(tmp_path, reencode):
+    init = _trained(tmp_path, "copies", _private_images_renamed(tmp_path, reencode=reencode))
+    with pytest.raises(PrivacyError, match=r"shares 12 image\(s\) .* by content .*photo_0\d\d.png.*private_"):
+        train(_dp_from(init), tmp_path / "r", progress_bar=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_check_reaches_the_models_an_init_started_from(tmp_path):
+    # private people, then public ones on top: the second model's own data is clean, its weights are not.
+    first = _trained(tmp_path, "first", "synthpose:private-train:8")
+    second = _trained(tmp_path, "second", "synthpose:public-train:8", init=first)
+    record = json.loads((tmp_path / "second" / "config.json").read_text())["init"]
+    assert record["train_data"] == "synthpose:private-train:8" and "base_data" not in record
+    with pytest.raises(PrivacyError, match=rf"initial model {second} was trained on synthpose:private-train:8, "
+                                           r"which shares 8 image\(s\)"):
+        train(_dp_from(second), tmp_path / "r", progress_bar=False)
+    # A model three deep still names both generations before it, and its card lists their data.
+    third = _trained(tmp_path, "third", "synthpose:public-train:4", init=second)
+    record = json.loads((tmp_path / "third" / "config.json").read_text())["init"]
+    assert record["train_data"] == "synthpose:public-train:8" and record["base_data"] == ["synthpose:private-train:8"]
+    assert card_from_text((tmp_path / "third" / "README.md").read_text()).base_model_data == (
+        "synthpose:public-train:8 + synthpose:private-train:8")
+    with pytest.raises(PrivacyError, match=r"trained on synthpose:private-train:8, which shares 8"):
+        train(_dp_from(third), tmp_path / "r", progress_bar=False)
+
+
+def test_an_init_whose_data_cannot_be_read_here_is_refused(tmp_path):
+    init = Path(_trained(tmp_path, "elsewhere", "synthpose:public-train:8"))
+    config = json.loads((init / "config.json").read_text())
+    config["recipe"]["train_data"] = f"mpii:{tmp_path / 'gone' / 'mpii_train.json'}"
+    (init / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PrivacyError, match=rf"cannot check that the initial model {init} never saw the private "
+                                           r"people: its training data mpii:.*gone.* is not readable here"):
+        train(_dp_from(str(init)), tmp_path / "r", progress_bar=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_dp_run_from_a_public_init_trains_and_records_it(tmp_path):
+    init = _trained(tmp_path, "public", "synthpose:public-train:8")
+    out = train(_dp_from(init), tmp_path / "r", progress_bar=False)
+    config = json.loads((out / "config.json").read_text())
+    assert config["init"]["train_data"] == "synthpose:public-train:8" and config["progress"]["epoch"] == 1
+    assert config["privacy"]["epsilon"] <= 2.0

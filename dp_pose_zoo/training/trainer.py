@@ -8,6 +8,7 @@ from any checkpoint continues exactly.
 DP runs follow DESIGN.md's privacy rules: Poisson sampling with the rate the
 accountant is told; per-sample clipping; Gaussian noise once per step; the
 projection (PDP-SGD) as post-processing with a public set checked disjoint;
+an initial model checked never to have seen the private people (provenance.py);
 and a journal line per step written *before* the step's update, so a run
 killed at any point, then resumed, still counts every step it took. The step
 itself is ``dp_step.DPStep``.
@@ -50,6 +51,7 @@ from .evaluate import evaluate
 from .ledger import LedgerJournal, check_record
 from .losses import simcc_loss
 from .model import TinyViTSimCC
+from .provenance import base_model_data, check_disjoint, check_init_unseen, init_record
 
 log = logging.getLogger(__name__)
 
@@ -237,10 +239,10 @@ def _prepare_run(recipe: Recipe, out_dir: Path, world: World, device: torch.devi
     train_set = SimCCDataset(private, codec, augment=recipe.augment, seed=recipe.seed, views=recipe.augment_multiplicity)
     val_set = load_dataset(recipe.val_data) if recipe.val_data and world.is_main else None
     schedule = Schedule.of(recipe, private)
-    public = _load_public(recipe, private) if recipe.method == "pdp-sgd" else None
     model, config, state = _resume_state(recipe, out_dir) if resume else (_new_model(recipe), None, None)
     # Read once from the initial model (a resumed run keeps its own record: the folder may be gone by then).
-    init = config.get("init") if config is not None else _init_record(recipe)
+    init = config.get("init") if config is not None else init_record(recipe)
+    public = _check_sources(recipe, private, new_init=None if resume else init)
     prefix_units = _place_model(model, recipe, device, precision)
     if prefix_units:  # the frozen prefix's features, computed once, stand in for the images
         # With augment_multiplicity K: the plain crop and K - 1 augmentations of each person, drawn once.
@@ -274,15 +276,6 @@ def _resume_state(recipe: Recipe, out_dir: Path) -> tuple[TinyViTSimCC, dict, di
     return model, config, load_training_state(out_dir)
 
 
-def _init_record(recipe: Recipe) -> dict | None:
-    """The initial model's provenance: where it was, its weights' sha256 and the data it learned from."""
-    if not recipe.init:
-        return None
-    config = read_config(recipe.init)
-    return {"path": recipe.init, "weights_sha256": config["weights_sha256"],
-            "train_data": config["recipe"].get("train_data")}
-
-
 def _new_model(recipe: Recipe) -> TinyViTSimCC:
     model = TinyViTSimCC(recipe.model)
     if recipe.init:  # weights checked against the sha256 the init checkpoint's config.json records
@@ -306,25 +299,26 @@ def _place_model(model: TinyViTSimCC, recipe: Recipe, device: torch.device, prec
     return prefix_units
 
 
-def _load_public(recipe: Recipe, private: PoseDataset) -> PoseDataset:
+def _check_sources(recipe: Recipe, private: PoseDataset, new_init: dict | None) -> PoseDataset | None:
+    """PDP-SGD's public set, found disjoint from the private people; a new DP run's initial model, found never
+    to have seen them (provenance.check_init_unseen). The private pictures are fingerprinted once for both."""
+    check_init = recipe.private and new_init is not None
+    if recipe.method != "pdp-sgd" and not check_init:
+        return None
+    private_images = image_fingerprints(private)
+    if check_init:
+        check_init_unseen(new_init, private, private_images)
+    return _load_public(recipe, private, private_images) if recipe.method == "pdp-sgd" else None
+
+
+def _load_public(recipe: Recipe, private: PoseDataset, private_images: dict) -> PoseDataset:
     public = load_dataset(recipe.public_data)
     if len(public) < recipe.public_size:
         raise PrivacyError(f"public data {recipe.public_data} has {len(public)} people; public_size asks for "
                            f"{recipe.public_size}")
     public.records = public.records[:recipe.public_size]
-    overlap = public.image_ids() & private.image_ids()
-    if overlap:
-        raise PrivacyError(f"public data {recipe.public_data} shares {len(overlap)} image(s) with the private "
-                           f"training data (e.g. {sorted(overlap)[0]}); the public set must be disjoint")
-    # By content too: a renamed or re-encoded copy of a private photo has another id but the same pixels.
-    public_images = image_fingerprints(public)
-    private_images = image_fingerprints(private)
-    shared = sorted(public_images.keys() & private_images.keys())
-    if shared:
-        example_public, example_private = public_images[shared[0]].image, private_images[shared[0]].image
-        raise PrivacyError(f"public data {recipe.public_data} shares {len(shared)} image(s) with the private training "
-                           f"data by content (e.g. public {example_public} = private {example_private}); "
-                           "the public set must be disjoint")
+    check_disjoint(public, private, private_images, f"public data {recipe.public_data}",
+                   "the public set must be disjoint")
     return public
 
 
@@ -515,4 +509,4 @@ def _card(run: _Run, privacy: dict | None):
     return lambda digest: render_card(
         name=recipe.name, privacy=block, weights_sha256=digest, train_data=recipe.train_data,
         pckh=pckh, eval_data=recipe.val_data, base_model=recipe.init,
-        base_model_data=run.init["train_data"] if run.init else None, description=warning)
+        base_model_data=base_model_data(run.init), description=warning)
