@@ -35,10 +35,7 @@ def init_record(recipe: Recipe) -> dict | None:
 
 def lineage(record: dict | None) -> list[str]:
     """Every data spec the weights of an init ``record`` were trained on, its own data first."""
-    if not record:
-        return []
-    specs = [s.data for s in parse_sources(record["train_data"])] if record.get("train_data") else []
-    return specs + [spec for spec in record.get("base_data", []) if spec not in specs]
+    return _own_specs(record) + _earlier_specs(record) if record else []
 
 
 def base_model_data(record: dict | None) -> str | list | None:
@@ -46,11 +43,20 @@ def base_model_data(record: dict | None) -> str | list | None:
     and all), then the specs of the models before it."""
     if not record:
         return None
-    own = record.get("train_data")
-    base = lineage(record)[len(lineage({"train_data": own})):]
-    if not base:
+    own, earlier = record.get("train_data"), _earlier_specs(record)
+    if not earlier:
         return own
-    return ([own] if isinstance(own, str) else list(own or [])) + base
+    return ([own] if isinstance(own, str) else list(own or [])) + earlier
+
+
+def _own_specs(record: dict) -> list[str]:
+    return [s.data for s in parse_sources(record["train_data"])] if record.get("train_data") else []
+
+
+def _earlier_specs(record: dict) -> list[str]:
+    """The specs of the models the init started from, less those it trained on itself."""
+    own = _own_specs(record)
+    return [spec for spec in record.get("base_data", []) if spec not in own]
 
 
 def check_disjoint(other: PoseDataset, private: PoseDataset, private_images: dict, what: str, why: str) -> None:
