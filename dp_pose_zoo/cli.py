@@ -60,7 +60,8 @@ _RECIPE_OVERRIDES = {  # CLI flag dest -> recipe key
     "noise_multiplier": "noise_multiplier", "delta": "delta", "clip": "clipping_norm",
     "accountant": "accountant", "batch_size": "batch_size", "physical_batch_size": "physical_batch_size",
     "projection_dim": "projection_dim", "public_size": "public_size", "public_data": "public_data",
-    "refresh_every": "refresh_every", "device": "device", "precision": "precision", "num_workers": "num_workers",
+    "refresh_every": "refresh_every", "attest_init_unseen": "init_unseen_attestation", "device": "device",
+    "precision": "precision", "num_workers": "num_workers",
 }
 
 
@@ -214,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--public-size", type=int, help="PDP-SGD: number of public people m")
     dp.add_argument("--public-data", help="PDP-SGD: public data spec (disjoint from the training data)")
     dp.add_argument("--refresh-every", type=int, help="PDP-SGD: steps between subspace refreshes")
+    dp.add_argument("--attest-init-unseen", metavar="WHY",
+                    help="the recipe's init was trained on data not on this machine, so it cannot be checked against "
+                         "the private people: say why it never saw them (the card quotes it)")
     p.add_argument("--nproc", type=int, default=1, help="processes for data-parallel DP training (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)

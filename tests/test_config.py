@@ -26,6 +26,8 @@ def test_recipe_yaml_round_trip(tmp_path):
     ("method: dp-sgd\nepsilon: 1.0\nphysical_batch_size: 0\n", "physical_batch_size must be at least 1"),
     ("- a list\n", "must be a YAML mapping"),
     ("a: [unclosed\n", "not valid YAML"),
+    ("init_unseen_attestation: trust me\n", "is about an initial model, and the recipe has no init"),
+    ("init: runs/x\ninit_unseen_attestation: '  '\n", "must say, in words, why"),
 ])
 def test_bad_recipes_are_refused_with_one_line(tmp_path, text, match):
     path = tmp_path / "bad.yaml"

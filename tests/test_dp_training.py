@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import yaml
 from safetensors.torch import load_file
 
 from dp_pose_zoo.card import card_from_text, parse_card
-from dp_pose_zoo.errors import PrivacyError
+from dp_pose_zoo.errors import CheckpointError, PrivacyError
 from dp_pose_zoo.training import accounting
 from dp_pose_zoo.training.checkpoint import load_training_state
 from dp_pose_zoo.training.config import Recipe
@@ -394,8 +395,8 @@ def _trained(tmp_path, name, train_data, init=None) -> str:
 
 
 def _dp_from(init, **overrides) -> Recipe:
-    return Recipe.from_dict(dp_recipe(init=init, train_data="synthpose:private-train:20", epochs=1, model=TINY_GN,
-                                      **overrides))
+    return Recipe.from_dict(dp_recipe(**{"init": init, "train_data": "synthpose:private-train:20", "epochs": 1,
+                                         "model": TINY_GN, **overrides}))
 
 
 def test_a_dp_run_from_a_model_trained_on_its_private_people_is_refused(tmp_path):
@@ -435,14 +436,88 @@ def test_the_check_reaches_the_models_an_init_started_from(tmp_path):
         train(_dp_from(third), tmp_path / "r", progress_bar=False)
 
 
-def test_an_init_whose_data_cannot_be_read_here_is_refused(tmp_path):
+def _moved_away(tmp_path) -> tuple[Path, str]:
+    """A public checkpoint whose training data is not on this machine (as a Hub download's is not), and its spec."""
     init = Path(_trained(tmp_path, "elsewhere", "synthpose:public-train:8"))
     config = json.loads((init / "config.json").read_text())
-    config["recipe"]["train_data"] = f"mpii:{tmp_path / 'gone' / 'mpii_train.json'}"
+    config["recipe"]["train_data"] = gone = f"mpii:{tmp_path / 'gone' / 'mpii_train.json'}"
     (init / "config.json").write_text(json.dumps(config))
+    return init, gone
+
+
+def test_an_init_whose_data_cannot_be_read_here_is_refused(tmp_path):
+    init, _ = _moved_away(tmp_path)
     with pytest.raises(PrivacyError, match=rf"cannot check that the initial model {init} never saw the private "
-                                           r"people: its training data mpii:.*gone.* is not readable here"):
+                                           r"people: its training data mpii:.*gone.* is not readable here.*"
+                                           r"--attest-init-unseen") as err:
         train(_dp_from(str(init)), tmp_path / "r", progress_bar=False)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_attested_init_trains_and_every_card_of_the_run_quotes_the_attestation(tmp_path):
+    init, gone = _moved_away(tmp_path)
+    why = "pulled from the Hub; trained on LSP-extended, which holds no photo of our ward"
+    recipe = _dp_from(str(init), init_unseen_attestation=why, epochs=2)
+    out = train(recipe, tmp_path / "r", progress_bar=False, stop_after_epochs=1)
+    record = json.loads((out / "config.json").read_text())["init"]
+    assert record["unchecked_data"] == [gone] and record["attestation"] == why
+    note = f"its training data `{gone}` was not readable where this model was trained"
+    card = (out / "README.md").read_text()
+    assert note in card and f'The trainer attested: "{why}"' in card
+    # A resumed run keeps the record it started with, though the init's folder is gone by then.
+    shutil.rmtree(init)
+    out = train(None, out, resume=True, progress_bar=False)
+    config = json.loads((out / "config.json").read_text())
+    assert config["progress"]["epoch"] == 2 and config["init"] == record
+    assert note in (out / "README.md").read_text()
+
+
+def test_an_attestation_does_not_excuse_data_that_can_be_read(tmp_path):
+    seen = _trained(tmp_path, "seen", "synthpose:private-train:8")
+    with pytest.raises(PrivacyError, match=r"trained on synthpose:private-train:8, which shares 8 image"):
+        train(_dp_from(seen, init_unseen_attestation="trust me"), tmp_path / "r", progress_bar=False)
+    assert not (tmp_path / "r").exists()
+    # Where everything could be checked, nothing was taken on the word: no note, no unchecked data.
+    clean = _trained(tmp_path, "clean", "synthpose:public-train:8")
+    out = train(_dp_from(clean, init_unseen_attestation="trust me"), tmp_path / "ok", progress_bar=False)
+    assert "unchecked_data" not in json.loads((out / "config.json").read_text())["init"]
+    assert "trust me" not in (out / "README.md").read_text()
+
+
+def test_a_dp_run_starts_from_a_hub_release_pulled_and_verified(tmp_path):
+    """``init: OWNER/REPO``: the release is pulled through the real Hub client (a local server) and checked against
+    its card; the frozen weights are the release's and the record names the Hub id."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from hub_server import HubServer, hub_env, release_files, run_python
+
+    from dp_pose_zoo.training.model import ModelConfig, TinyViTSimCC
+
+    public = Path(_trained(tmp_path, "public", "synthpose:public-train:8"))
+    recipe = tmp_path / "dp.yaml"
+    recipe.write_text(yaml.safe_dump(_dp_from("alice/pose-public").to_dict()))
+    argv = ["train", "--recipe", str(recipe), "--out", str(tmp_path / "r"), "-q"]
+    with HubServer() as hub:
+        hub.commit("alice/pose-public", release_files(public))
+        result = run_python(f"from dp_pose_zoo.cli import main; raise SystemExit(main({argv!r}))", hub_env(tmp_path, hub))
+    assert result.returncode == 0, result.stderr
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    released = json.loads((public / "config.json").read_text())
+    assert config["init"]["path"] == "alice/pose-public"
+    assert config["init"]["weights_sha256"] == released["weights_sha256"]
+    assert config["init"]["train_data"] == "synthpose:public-train:8"  # read from the pulled config, then checked
+    assert card_from_text((tmp_path / "r" / "README.md").read_text()).data.base_model == "alice/pose-public"
+    model = TinyViTSimCC(ModelConfig(**TINY_GN))
+    model.set_strategy("finetune")
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+    ours, theirs = load_file(str(tmp_path / "r" / "model.safetensors")), load_file(str(public / "model.safetensors"))
+    assert frozen and all(torch.equal(ours[name], theirs[name]) for name in frozen)
+
+
+def test_an_init_without_weights_is_one_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match=r"init needs a checkpoint with weights to start from .*the embedded "
+                                              r"default is an ONNX-only model"):
+        train(_dp_from("default"), tmp_path / "r", progress_bar=False)
     assert not (tmp_path / "r").exists()
 
 

@@ -27,7 +27,11 @@ class Recipe:
     train_data: str | list = "synthpose:private-train"
     val_data: str | None = "synthpose:private-val"
     strategy: str = "full"
-    init: str | None = None  # a checkpoint directory to start from (e.g. public pretraining)
+    init: str | None = None  # a checkpoint to start from (e.g. public pretraining): a folder or OWNER/REPO[@REV]
+    # A DP run checks that ``init`` never saw the private people by reading the init's training data. Where that
+    # data is not on this machine (a model pulled from the Hub), the run stops, unless this says why the init can
+    # be trusted anyway; the card then names the unchecked data and quotes it.
+    init_unseen_attestation: str | None = None
     method: str = "non-private"
     epochs: int = 10
     batch_size: int = 32
@@ -87,6 +91,12 @@ class Recipe:
             sources = parse_sources(self.train_data)
         except DatasetError as e:
             raise RecipeError(f"train_data: {e}") from None
+        if self.init_unseen_attestation is not None:
+            if not isinstance(self.init_unseen_attestation, str) or not self.init_unseen_attestation.strip():
+                raise RecipeError("init_unseen_attestation must say, in words, why the initial model never saw the "
+                                  f"private people; got {self.init_unseen_attestation!r}")
+            if not self.init:
+                raise RecipeError("init_unseen_attestation is about an initial model, and the recipe has no init")
         if self.augment_multiplicity > 1 and not self.private:
             raise RecipeError("augment_multiplicity averages views before DP clipping; a non-private run gets the "
                               "same from more epochs")

@@ -8,10 +8,14 @@ init's own ``train_data`` and, through the record every run keeps of its
 initial model, the data of the models before it (a non-private fine-tune on the
 private set, then one on public data, then DP on the private set again is
 caught two steps back). Pictures are compared as PDP-SGD's public set is, by
-image id and by decoded pixels.
+image id and by decoded pixels. Data that is not on this machine (an init pulled
+from the Hub) cannot be compared: the run stops unless the recipe says why the
+init can be trusted, and then the card names that data and quotes the reason.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from ..datasets import PoseDataset, load_dataset
 from ..datasets.base import image_fingerprints
@@ -21,12 +25,21 @@ from .checkpoint import read_config
 from .config import Recipe
 
 
-def init_record(recipe: Recipe) -> dict | None:
-    """The initial model's provenance: where it was, its weights' sha256, the data it learned from
-    (``train_data``) and the data of the models it started from in turn (``base_data``, specs)."""
+def init_folder(init: str) -> Path:
+    """The checkpoint folder ``init`` names: a path, or a Hub release (``OWNER/REPO[@REV]``, pulled into the Hub
+    cache and verified against its card, as every command resolves a model reference)."""
+    from ..runtime.reference import resolve_reference
+
+    return resolve_reference(init).checkpoint(command="init", needs="a checkpoint with weights to start from")
+
+
+def init_record(recipe: Recipe, folder: Path | None) -> dict | None:
+    """The initial model's provenance: where it was (``recipe.init`` as written: a path or a Hub id), its
+    weights' sha256, the data it learned from (``train_data``) and the data of the models it started from in
+    turn (``base_data``, specs). ``folder`` is where ``init_folder`` found it."""
     if not recipe.init:
         return None
-    config = read_config(recipe.init)
+    config = read_config(folder)
     record = {"path": recipe.init, "weights_sha256": config["weights_sha256"],
               "train_data": config["recipe"].get("train_data")}
     base = lineage(config.get("init"))
@@ -78,15 +91,39 @@ def check_disjoint(other: PoseDataset, private: PoseDataset, private_images: dic
                            f"{why}")
 
 
-def check_init_unseen(record: dict | None, private: PoseDataset, private_images: dict) -> None:
-    """PrivacyError if the initial model (its ``init_record``) learned from any picture of the private set,
-    or if its data cannot be read here to tell."""
+def check_init_unseen(record: dict | None, private: PoseDataset, private_images: dict,
+                      attestation: str | None = None) -> list[str]:
+    """PrivacyError if the initial model (its ``init_record``) learned from any picture of the private set, or if
+    its data cannot be read here to tell and no ``attestation`` says why it can be trusted. Returns the specs
+    that could not be read (and so were taken on the attestation's word)."""
+    unchecked = []
     for spec in lineage(record):
         what = f"the initial model {record['path']} was trained on {spec}, which"
         try:
             seen = load_dataset(spec)
         except DatasetError as e:
-            raise PrivacyError(f"cannot check that the initial model {record['path']} never saw the private "
-                               f"people: its training data {spec} is not readable here ({e})") from None
+            if attestation is None:
+                raise PrivacyError(
+                    f"cannot check that the initial model {record['path']} never saw the private people: its "
+                    f"training data {spec} is not readable here ({e}); if you know why it did not, say so with "
+                    f"--attest-init-unseen (recipe: init_unseen_attestation) and the card will quote it") from None
+            unchecked.append(spec)
+            continue
         check_disjoint(seen, private, private_images, what,
                        "its weights would carry those people outside this run's epsilon")
+    return unchecked
+
+
+def attested(record: dict, unchecked: list[str], attestation: str) -> dict:
+    """``record`` (an ``init_record``) noting which of its data was taken on the trainer's word, and the word."""
+    return {**record, "unchecked_data": unchecked, "attestation": attestation} if unchecked else record
+
+
+def attestation_note(record: dict | None) -> str:
+    """The card's sentence for an init whose data could not be compared with the private people ('' if none)."""
+    if not record or not record.get("unchecked_data"):
+        return ""
+    specs = ", ".join(f"`{spec}`" for spec in record["unchecked_data"])
+    return (f"**Initial model not checked against the private people:** its training data {specs} was not "
+            f"readable where this model was trained, so no picture of it was compared with the private set. "
+            f"The trainer attested: \"{record['attestation']}\"")

@@ -51,7 +51,8 @@ from .evaluate import evaluate
 from .ledger import LedgerJournal, check_record
 from .losses import simcc_loss
 from .model import TinyViTSimCC
-from .provenance import base_model_data, check_disjoint, check_init_unseen, init_record
+from .provenance import (attestation_note, attested, base_model_data, check_disjoint, check_init_unseen,
+                         init_folder, init_record)
 
 log = logging.getLogger(__name__)
 
@@ -239,10 +240,11 @@ def _prepare_run(recipe: Recipe, out_dir: Path, world: World, device: torch.devi
     train_set = SimCCDataset(private, codec, augment=recipe.augment, seed=recipe.seed, views=recipe.augment_multiplicity)
     val_set = load_dataset(recipe.val_data) if recipe.val_data and world.is_main else None
     schedule = Schedule.of(recipe, private)
-    model, config, state = _resume_state(recipe, out_dir) if resume else (_new_model(recipe), None, None)
     # Read once from the initial model (a resumed run keeps its own record: the folder may be gone by then).
-    init = config.get("init") if config is not None else init_record(recipe)
-    public = _check_sources(recipe, private, new_init=None if resume else init)
+    init_dir = init_folder(recipe.init) if recipe.init and not resume else None
+    model, config, state = _resume_state(recipe, out_dir) if resume else (_new_model(recipe, init_dir), None, None)
+    init = config.get("init") if config is not None else init_record(recipe, init_dir)
+    public, init = _check_sources(recipe, private, init, new=not resume)
     prefix_units = _place_model(model, recipe, device, precision)
     if prefix_units:  # the frozen prefix's features, computed once, stand in for the images
         # With augment_multiplicity K: the plain crop and K - 1 augmentations of each person, drawn once.
@@ -276,10 +278,10 @@ def _resume_state(recipe: Recipe, out_dir: Path) -> tuple[TinyViTSimCC, dict, di
     return model, config, load_training_state(out_dir)
 
 
-def _new_model(recipe: Recipe) -> TinyViTSimCC:
+def _new_model(recipe: Recipe, init_dir: Path | None) -> TinyViTSimCC:
     model = TinyViTSimCC(recipe.model)
-    if recipe.init:  # weights checked against the sha256 the init checkpoint's config.json records
-        load_weights(model, verified_weights(recipe.init))
+    if init_dir is not None:  # weights checked against the sha256 the init checkpoint's config.json records
+        load_weights(model, verified_weights(init_dir))
     return model
 
 
@@ -299,16 +301,23 @@ def _place_model(model: TinyViTSimCC, recipe: Recipe, device: torch.device, prec
     return prefix_units
 
 
-def _check_sources(recipe: Recipe, private: PoseDataset, new_init: dict | None) -> PoseDataset | None:
-    """PDP-SGD's public set, found disjoint from the private people; a new DP run's initial model, found never
-    to have seen them (provenance.check_init_unseen). The private pictures are fingerprinted once for both."""
-    check_init = recipe.private and new_init is not None
+def _check_sources(recipe: Recipe, private: PoseDataset, init: dict | None,
+                   new: bool) -> tuple[PoseDataset | None, dict | None]:
+    """PDP-SGD's public set, found disjoint from the private people; a new DP run's initial model (``init``), found
+    never to have seen them (provenance.check_init_unseen), its record noting any data taken on the recipe's
+    attestation. The private pictures are fingerprinted once for both."""
+    check_init = recipe.private and new and init is not None
     if recipe.method != "pdp-sgd" and not check_init:
-        return None
+        return None, init
     private_images = image_fingerprints(private)
     if check_init:
-        check_init_unseen(new_init, private, private_images)
-    return _load_public(recipe, private, private_images) if recipe.method == "pdp-sgd" else None
+        unchecked = check_init_unseen(init, private, private_images, recipe.init_unseen_attestation)
+        init = attested(init, unchecked, recipe.init_unseen_attestation)
+        if unchecked:
+            log.warning("not compared with the private people (not readable here), on the recipe's attestation: "
+                        "the initial model's data %s", ", ".join(unchecked))
+    public = _load_public(recipe, private, private_images) if recipe.method == "pdp-sgd" else None
+    return public, init
 
 
 def _load_public(recipe: Recipe, private: PoseDataset, private_images: dict) -> PoseDataset:
@@ -506,7 +515,8 @@ def _card(run: _Run, privacy: dict | None):
     pckh = run.metrics.get("val_pckh")
     warning = ("**Not private:** this run used a fixed `noise_seed` (tests only); its sampling and noise can be "
                "recomputed from the recipe." if recipe.private and recipe.noise_seed is not None else "")
+    description = "\n\n".join(note for note in (warning, attestation_note(run.init)) if note)
     return lambda digest: render_card(
         name=recipe.name, privacy=block, weights_sha256=digest, train_data=recipe.train_data,
         pckh=pckh, eval_data=recipe.val_data, base_model=recipe.init,
-        base_model_data=base_model_data(run.init), description=warning)
+        base_model_data=base_model_data(run.init), description=description)
