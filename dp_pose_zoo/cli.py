@@ -29,6 +29,7 @@ EPILOG_TRAIN = """examples:
   dp-pose train --recipe R.yaml --strategy head --lr 0.002 --seed 1 --out runs/head-s1   # a variant of a recipe
   dp-pose train --resume runs/demo                                          # continue after a stop or a kill
   dp-pose train --recipe training/recipes/lsp_public_pretrain.yaml --precision bf16 --device cpu
+  dp-pose train --recipe my_ward.yaml --attest-init-unseen "its init, a Hub model, saw LSP and COCO only"
 """
 EPILOG_EVAL = """examples:
   dp-pose eval runs/full --data synthpose:private-test          # a checkpoint: on torch ([train] extra)
