@@ -31,6 +31,7 @@ RESULTS = (
     row("same, seed 1", "0.1997", 59.0, 56.0) +
     row("PDP-SGD, finetune, seed 0", "0.1997", 57.0, 54.0) +
     row("same, seed 1 (`--seed 1`)", "0.1997", 55.0, 52.0) +
+    row("PDP-SGD, basis from people the public model never saw", "0.1997", 54.0, 50.0) +
     row("own: head only", "0.1997", 58.5, 55.5) +
     "\n" + HEAD +
     row("C 1 (`--clip 1`)", "0.9985", 64.0, 61.0) +
@@ -41,14 +42,14 @@ RESULTS = (
 
 def test_rows_come_from_the_two_sections_only_and_keep_their_kind():
     rows = table_rows(RESULTS)
-    assert len(rows) == 11 and not any("ignored" in next(iter(r.values())) for r in rows)
+    assert len(rows) == 12 and not any("ignored" in next(iter(r.values())) for r in rows)
     by_kind = points(rows, "Mean")
     assert by_kind["public"] == [(math.inf, 58.0)] and by_kind["non-private"] == [(math.inf, 69.0)]
     # "same, seed 1" rows are of the kind above them; the default, shown in two tables, is one point.
     assert sorted(by_kind["dp-sgd"]) == [(0.1997, 59.0), (0.1997, 60.0), (0.9985, 63.0), (7.9913, 66.0)]
-    assert by_kind["pdp-sgd"] == [(0.1997, 57.0), (0.1997, 55.0)]
+    assert by_kind["pdp-sgd"] == [(0.1997, 57.0), (0.1997, 55.0), (0.1997, 54.0)]
     assert by_kind["own"] == [(0.1997, 58.5)] and by_kind["other-clip"] == [(0.9985, 64.0)]
-    assert points(rows, "Limbs")["pdp-sgd"] == [(0.1997, 54.0), (0.1997, 52.0)]
+    assert points(rows, "Limbs")["pdp-sgd"] == [(0.1997, 54.0), (0.1997, 52.0), (0.1997, 50.0)]
 
 
 def test_main_writes_the_plot(tmp_path, capsys):

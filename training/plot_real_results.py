@@ -46,8 +46,10 @@ def kind(label: str, previous: str | None = None) -> str:
         return previous
     if re.match(r"C \d", label) and "C 0.1 " not in label:
         return "other-clip"
-    for pattern, name in (("public model", "public"), ("non-private", "non-private"), ("BlazePose", "blazepose"),
-                          ("PDP-SGD", "pdp-sgd"), ("own:", "own")):
+    for prefix, name in (("public model", "public"), ("non-private", "non-private"), ("BlazePose", "blazepose")):
+        if label.startswith(prefix):
+            return name
+    for pattern, name in (("PDP-SGD", "pdp-sgd"), ("own:", "own")):  # anywhere: "PDP-SGD, finetune (...)"
         if pattern in label:
             return name
     return "dp-sgd"
