@@ -14,6 +14,8 @@ import math
 import re
 from pathlib import Path
 
+from dp_pose_zoo.metrics import LIMB_COLUMNS, PCKH_COLUMNS
+
 SECTIONS = ("### The v2 generation", "### The paper's questions on the v2 generation")
 
 
@@ -34,9 +36,6 @@ def table_rows(markdown: str, headings=SECTIONS) -> list[dict[str, str]]:
             elif not set("".join(cells)) <= set("-: "):
                 rows.append(dict(zip(columns, cells)))
     return rows
-
-
-METRICS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean", "Mean@0.1", "Limbs", "Limbs@0.1")
 
 
 def kind(label: str, previous: str | None = None) -> str:
@@ -62,7 +61,7 @@ def points(rows: list[dict[str, str]], metric: str) -> dict[str, list[tuple[floa
     seen, previous = set(), None
     for row in rows:
         previous = name = kind(next(iter(row.values())), previous)
-        figures = (name, *(row.get(m) for m in METRICS))
+        figures = (name, *(row.get(m) for m in PCKH_COLUMNS + LIMB_COLUMNS))
         if figures in seen:
             continue
         seen.add(figures)
