@@ -15,6 +15,7 @@ init can be trusted, and then the card names that data and quotes the reason.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ..datasets import PoseDataset, load_dataset
@@ -23,6 +24,8 @@ from ..datasets.mixture import parse_sources
 from ..errors import DatasetError, PrivacyError
 from .checkpoint import read_config
 from .config import Recipe
+
+log = logging.getLogger(__name__)
 
 
 def init_folder(init: str) -> Path:
@@ -91,11 +94,11 @@ def check_disjoint(other: PoseDataset, private: PoseDataset, private_images: dic
                            f"{why}")
 
 
-def check_init_unseen(record: dict | None, private: PoseDataset, private_images: dict,
-                      attestation: str | None = None) -> list[str]:
+def check_init_unseen(record: dict, private: PoseDataset, private_images: dict,
+                      attestation: str | None = None) -> dict:
     """PrivacyError if the initial model (its ``init_record``) learned from any picture of the private set, or if
-    its data cannot be read here to tell and no ``attestation`` says why it can be trusted. Returns the specs
-    that could not be read (and so were taken on the attestation's word)."""
+    its data cannot be read here to tell and no ``attestation`` says why it can be trusted. Returns the record,
+    noting the data that could not be read (``unchecked_data``) and the ``attestation`` it was taken on."""
     unchecked = []
     for spec in lineage(record):
         what = f"the initial model {record['path']} was trained on {spec}, which"
@@ -111,12 +114,11 @@ def check_init_unseen(record: dict | None, private: PoseDataset, private_images:
             continue
         check_disjoint(seen, private, private_images, what,
                        "its weights would carry those people outside this run's epsilon")
-    return unchecked
-
-
-def attested(record: dict, unchecked: list[str], attestation: str) -> dict:
-    """``record`` (an ``init_record``) noting which of its data was taken on the trainer's word, and the word."""
-    return {**record, "unchecked_data": unchecked, "attestation": attestation} if unchecked else record
+    if not unchecked:
+        return record
+    log.warning("not compared with the private people (not readable here), on the recipe's attestation: the "
+                "initial model's data %s", ", ".join(unchecked))
+    return {**record, "unchecked_data": unchecked, "attestation": attestation}
 
 
 def attestation_note(record: dict | None) -> str:

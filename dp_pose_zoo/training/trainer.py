@@ -51,8 +51,8 @@ from .evaluate import evaluate
 from .ledger import LedgerJournal, check_record
 from .losses import simcc_loss
 from .model import TinyViTSimCC
-from .provenance import (attestation_note, attested, base_model_data, check_disjoint, check_init_unseen,
-                         init_folder, init_record)
+from .provenance import (attestation_note, base_model_data, check_disjoint, check_init_unseen, init_folder,
+                         init_record)
 
 log = logging.getLogger(__name__)
 
@@ -311,11 +311,7 @@ def _check_sources(recipe: Recipe, private: PoseDataset, init: dict | None,
         return None, init
     private_images = image_fingerprints(private)
     if check_init:
-        unchecked = check_init_unseen(init, private, private_images, recipe.init_unseen_attestation)
-        init = attested(init, unchecked, recipe.init_unseen_attestation)
-        if unchecked:
-            log.warning("not compared with the private people (not readable here), on the recipe's attestation: "
-                        "the initial model's data %s", ", ".join(unchecked))
+        init = check_init_unseen(init, private, private_images, recipe.init_unseen_attestation)
     public = _load_public(recipe, private, private_images) if recipe.method == "pdp-sgd" else None
     return public, init
 
